@@ -1,0 +1,323 @@
+"""The spin-inpaint model: a proposal-sampled radiance field with an object-mask head and the removal losses.
+
+The model knows three stages (kept in the ``stage_index`` buffer, so checkpoints carry it):
+
+- ``RECONSTRUCT``: RGB on every pixel;
+- ``SEGMENT``: as above, plus binary cross-entropy of the rendered object logit against the initial masks;
+- ``INPAINT``: RGB only outside the removal mask, a depth loss inside it against the inpainted depth, the
+  reference view's inpainted colour inside it (colour only), and the mask head kept on the final masks.
+
+The perceptual (LPIPS) patch loss needs whole patches, so the pipeline adds it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Dict, List, Literal, Tuple, Type
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.field_components.field_heads import FieldHeadNames
+from nerfstudio.field_components.spatial_distortions import SceneContraction
+from nerfstudio.fields.density_fields import HashMLPDensityField
+from nerfstudio.model_components.losses import distortion_loss, interlevel_loss
+from nerfstudio.model_components.ray_samplers import ProposalNetworkSampler
+from nerfstudio.model_components.renderers import AccumulationRenderer, DepthRenderer, RGBRenderer
+from nerfstudio.model_components.scene_colliders import NearFarCollider
+from nerfstudio.models.base_model import Model, ModelConfig
+from nerfstudio.utils import colormaps
+from nerfstudio.utils.rich_utils import CONSOLE
+from torch.nn import Parameter
+
+from spin_nerfstudio.model.field import OBJECT_LOGIT, PlaneDensityField, SpinField
+
+
+class Stage(enum.IntEnum):
+    """Training stages of a removal run, in order."""
+
+    RECONSTRUCT = 0
+    SEGMENT = 1
+    INPAINT = 2
+
+
+# Keys of per-ray batch entries that the pipeline adds once they exist.
+INITIAL_MASK = "initial_mask"
+"""Initial (propagated 2D) object mask, H x W x 1 in {0, 1}."""
+INITIAL_MASK_WEIGHT = "initial_mask_weight"
+"""Per-pixel trust in the initial mask, H x W x 1 (0 for views that disagree with the field)."""
+OBJECT_MASK = "object_mask"
+"""Final object mask rendered from the mask field, before dilation, H x W x 1."""
+REMOVAL_MASK = "removal_mask"
+"""Dilated final mask: the pixels whose content is replaced, H x W x 1."""
+INPAINTED_RGB = "inpainted_rgb"
+"""2D-inpainted colour target, H x W x 3."""
+INPAINTED_DEPTH = "inpainted_depth"
+"""2D-inpainted depth target (ray distance in scene units), H x W x 1."""
+REFERENCE_VIEW = "reference_view"
+"""1 on every pixel of the reference view, whose inpainted colour is fitted directly, H x W x 1."""
+
+
+def select_implementation(requested: str, device: str) -> Literal["tcnn", "torch"]:
+    """Pick tinycudann only where it imports and the device is CUDA."""
+    if requested == "torch":
+        return "torch"
+    cuda = str(device).startswith("cuda")
+    try:
+        import tinycudann  # noqa: F401
+
+        have_tcnn = True
+    except (ImportError, OSError, EnvironmentError):
+        have_tcnn = False
+    if requested == "tcnn" and not (cuda and have_tcnn):
+        why = "no CUDA device" if not cuda else "tinycudann is not installed"
+        CONSOLE.print(f"[yellow]spin-nerfstudio: tcnn requested but {why}; using the torch implementation")
+        return "torch"
+    return "tcnn" if (cuda and have_tcnn) else "torch"
+
+
+@dataclass
+class SpinModelConfig(ModelConfig):
+    """Configuration of the spin-inpaint model."""
+
+    _target: Type = field(default_factory=lambda: SpinModel)
+    near_plane: float = 0.05
+    """Distance along each ray where sampling starts."""
+    far_plane: float = 1000.0
+    """Distance along each ray where sampling stops (the scene is contracted beyond the unit box)."""
+    background_color: Literal["random", "last_sample", "black", "white"] = "last_sample"
+    """Colour behind the last sample."""
+    encoding: Literal["auto", "planes", "hash"] = "auto"
+    """Spatial encoding: tri-planes (fast on CPU), hash grid (nerfacto's), or auto: hash on CUDA, planes elsewhere."""
+    implementation: Literal["auto", "tcnn", "torch"] = "auto"
+    """MLP/encoding backend: auto takes tinycudann when it imports and the device is CUDA."""
+    plane_resolutions: Tuple[int, ...] = (64, 128)
+    """Resolutions of the tri-plane levels."""
+    plane_components: int = 16
+    """Feature channels per tri-plane level."""
+    hidden_dim: int = 64
+    """Width of the density and colour MLPs."""
+    num_proposal_samples_per_ray: Tuple[int, ...] = (64,)
+    """Samples per ray of each proposal round."""
+    num_nerf_samples_per_ray: int = 32
+    """Samples per ray evaluated by the main field."""
+    proposal_resolution: int = 64
+    """Tri-plane resolution of the proposal density field (planes encoding)."""
+    proposal_update_every: int = 5
+    """Steps between proposal updates after warm-up."""
+    proposal_warmup: int = 500
+    """Steps over which proposal updates go from every step to every proposal_update_every steps."""
+    use_single_jitter: bool = True
+    """One jitter per ray for the stratified samples."""
+    interlevel_loss_mult: float = 1.0
+    """Weight of the proposal (interlevel) loss."""
+    distortion_loss_mult: float = 0.002
+    """Weight of the distortion loss."""
+    mask_loss_mult: float = 0.01
+    """Weight of the object-mask binary cross-entropy (SPIn-NeRF uses 0.01)."""
+    depth_loss_mult: float = 1.0
+    """Weight of the depth loss inside the removal mask, in the inpainting stage."""
+    reference_loss_mult: float = 1.0
+    """Weight of the MSE to the reference view's inpainted colour inside the mask (colour only)."""
+    depth_loss_updates: Literal["geometry", "both"] = "both"
+    """What the depth loss may change: the geometry only (colour detached) or both; depth depends only on geometry."""
+    mask_threshold: float = 0.5
+    """Probability above which a rendered pixel belongs to the object."""
+
+
+class SpinModel(Model):
+    """Radiance field with an object-mask head, trained in the stages of :class:`Stage`."""
+
+    config: SpinModelConfig
+
+    def populate_modules(self) -> None:
+        """Build the field, the proposal sampler and the renderers."""
+        super().populate_modules()
+        device = str(self.kwargs.get("device", "cpu"))
+        self.implementation = select_implementation(self.config.implementation, device)
+        encoding = self.config.encoding
+        if encoding == "auto":
+            encoding = "hash" if self.implementation == "tcnn" else "planes"
+        self.encoding_kind = encoding
+        CONSOLE.print(
+            f"spin-nerfstudio: field encoding '{encoding}', implementation '{self.implementation}' on device '{device}'"
+        )
+        contraction = SceneContraction(order=float("inf"))
+        aabb = self.scene_box.aabb
+        self.field = SpinField(
+            aabb,
+            encoding=encoding,
+            implementation=self.implementation,
+            spatial_distortion=contraction,
+            plane_resolutions=self.config.plane_resolutions,
+            plane_components=self.config.plane_components,
+            hidden_dim=self.config.hidden_dim,
+        )
+        self.proposal_networks = torch.nn.ModuleList()
+        for _ in self.config.num_proposal_samples_per_ray:
+            if encoding == "planes":
+                net = PlaneDensityField(aabb, contraction, resolution=self.config.proposal_resolution)
+            else:
+                net = HashMLPDensityField(
+                    aabb, spatial_distortion=contraction, num_levels=5, max_res=256, log2_hashmap_size=17,
+                    hidden_dim=16, use_linear=False, implementation=self.implementation,
+                )  # fmt: skip
+            self.proposal_networks.append(net)
+        self.density_fns = [net.density_fn for net in self.proposal_networks]
+        self._fresh_state = {k: v.detach().clone() for k, v in self.state_dict().items()}
+
+        warmup, every = self.config.proposal_warmup, self.config.proposal_update_every
+
+        def update_schedule(step: int) -> float:
+            return float(np.clip(np.interp(step, [0, warmup], [0, every]), 1, every))
+
+        self.proposal_sampler = ProposalNetworkSampler(
+            num_nerf_samples_per_ray=self.config.num_nerf_samples_per_ray,
+            num_proposal_samples_per_ray=self.config.num_proposal_samples_per_ray,
+            num_proposal_network_iterations=len(self.config.num_proposal_samples_per_ray),
+            single_jitter=self.config.use_single_jitter,
+            update_sched=update_schedule,
+        )
+        self.collider = NearFarCollider(near_plane=self.config.near_plane, far_plane=self.config.far_plane)
+        self.renderer_rgb = RGBRenderer(background_color=self.config.background_color)
+        self.renderer_accumulation = AccumulationRenderer()
+        self.renderer_depth = DepthRenderer(method="expected")
+        self.register_buffer("stage_index", torch.tensor(int(Stage.RECONSTRUCT)))
+
+    @property
+    def stage(self) -> Stage:
+        """The current training stage."""
+        return Stage(int(self.stage_index.item()))
+
+    def set_stage(self, stage: Stage) -> None:
+        """Move to another stage."""
+        self.stage_index.fill_(int(stage))
+
+    def reset_scene(self) -> None:
+        """Re-initialise the field and proposal networks (the inpainting fit starts from scratch, as SPIn-NeRF's)."""
+        own = self.state_dict()
+        with torch.no_grad():
+            for key, fresh in self._fresh_state.items():
+                if key in own and key != "stage_index" and own[key].shape == fresh.shape:
+                    own[key].copy_(fresh.to(own[key].device))
+
+    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+        """Proposal networks and field have separate optimisers."""
+        return {
+            "proposal_networks": list(self.proposal_networks.parameters()),
+            "fields": list(self.field.parameters()),
+        }
+
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List:
+        """Advance the proposal sampler's update schedule."""
+        return [
+            TrainingCallback(
+                where_to_run=[TrainingCallbackLocation.AFTER_TRAIN_ITERATION],
+                update_every_num_iters=1,
+                func=self.proposal_sampler.step_cb,
+            )
+        ]
+
+    def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, torch.Tensor]:
+        """Render colour, depth, accumulation and the object mask for a bundle of rays."""
+        ray_samples, weights_list, ray_samples_list = self.proposal_sampler(ray_bundle, density_fns=self.density_fns)
+        field_outputs = self.field.forward(ray_samples)
+        weights = ray_samples.get_weights(field_outputs[FieldHeadNames.DENSITY])
+        weights_list.append(weights)
+        ray_samples_list.append(ray_samples)
+        rgb = self.renderer_rgb(rgb=field_outputs[FieldHeadNames.RGB], weights=weights)
+        depth = self.renderer_depth(weights=weights, ray_samples=ray_samples)
+        accumulation = self.renderer_accumulation(weights=weights)
+        logit = torch.sum(weights.detach() * field_outputs[OBJECT_LOGIT], dim=-2)
+        outputs = {
+            "rgb": rgb,
+            "depth": depth,
+            "accumulation": accumulation,
+            "object_mask": torch.sigmoid(logit),
+        }
+        if self.training:
+            outputs["object_logit"] = logit
+            outputs["rgb_colour_only"] = self.renderer_rgb(rgb=field_outputs[FieldHeadNames.RGB], weights=weights.detach())
+            outputs["weights_list"] = weights_list
+            outputs["ray_samples_list"] = ray_samples_list
+        return outputs
+
+    def get_metrics_dict(self, outputs: Dict, batch: Dict) -> Dict[str, torch.Tensor]:
+        """PSNR on the batch (outside the removal mask once it exists) and the distortion term."""
+        gt = batch["image"][..., :3].to(self.device)
+        err = (outputs["rgb"] - gt) ** 2
+        if REMOVAL_MASK in batch and self.stage == Stage.INPAINT:
+            keep = 1.0 - batch[REMOVAL_MASK].to(self.device)
+            mse = (err * keep).sum() / (keep.sum() * 3).clamp(min=1.0)
+        else:
+            mse = err.mean()
+        metrics = {"psnr": -10.0 * torch.log10(mse.clamp(min=1e-10))}
+        if self.training:
+            metrics["distortion"] = distortion_loss(outputs["weights_list"], outputs["ray_samples_list"])
+        return metrics
+
+    def get_loss_dict(self, outputs: Dict, batch: Dict, metrics_dict: Dict | None = None) -> Dict[str, torch.Tensor]:
+        """The losses of the current stage."""
+        gt = batch["image"][..., :3].to(self.device)
+        stage = self.stage
+        losses: Dict[str, torch.Tensor] = {}
+        if stage == Stage.INPAINT and REMOVAL_MASK in batch:
+            m = batch[REMOVAL_MASK].to(self.device)
+            keep = 1.0 - m
+            losses["rgb_loss"] = (((outputs["rgb"] - gt) ** 2) * keep).sum() / (keep.sum() * 3).clamp(min=1.0)
+            depth = outputs["depth"]
+            target = batch[INPAINTED_DEPTH].to(self.device)
+            losses["depth_loss"] = self.config.depth_loss_mult * ((depth - target) ** 2 * m).sum() / m.sum().clamp(
+                min=1.0
+            )
+            ref = m * batch[REFERENCE_VIEW].to(self.device)
+            if self.config.reference_loss_mult > 0:
+                diff = (outputs["rgb_colour_only"] - batch[INPAINTED_RGB].to(self.device)) ** 2
+                losses["reference_loss"] = self.config.reference_loss_mult * (diff * ref).sum() / (
+                    ref.sum() * 3
+                ).clamp(min=1.0)
+            if OBJECT_MASK in batch:
+                losses["mask_loss"] = self.config.mask_loss_mult * F.binary_cross_entropy_with_logits(
+                    outputs["object_logit"], batch[OBJECT_MASK].to(self.device)
+                )
+        else:
+            losses["rgb_loss"] = F.mse_loss(outputs["rgb"], gt)
+            if stage == Stage.SEGMENT and INITIAL_MASK in batch:
+                w = batch[INITIAL_MASK_WEIGHT].to(self.device)
+                bce = F.binary_cross_entropy_with_logits(
+                    outputs["object_logit"], batch[INITIAL_MASK].to(self.device), reduction="none"
+                )
+                losses["mask_loss"] = self.config.mask_loss_mult * (bce * w).sum() / w.sum().clamp(min=1.0)
+        if self.training:
+            losses["interlevel_loss"] = self.config.interlevel_loss_mult * interlevel_loss(
+                outputs["weights_list"], outputs["ray_samples_list"]
+            )
+            assert metrics_dict is not None
+            losses["distortion_loss"] = self.config.distortion_loss_mult * metrics_dict["distortion"]
+        return losses
+
+    def get_image_metrics_and_images(
+        self, outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]
+    ) -> Tuple[Dict[str, float], Dict[str, torch.Tensor]]:
+        """PSNR/SSIM of a full view and images for the logs (no LPIPS: it would need downloaded weights)."""
+        from torchmetrics.functional import structural_similarity_index_measure
+
+        gt = batch["image"][..., :3].to(self.device)
+        pred = outputs["rgb"]
+        mse = F.mse_loss(pred, gt)
+        a = torch.moveaxis(gt, -1, 0)[None]
+        b = torch.moveaxis(pred, -1, 0)[None]
+        metrics = {
+            "psnr": float(-10.0 * torch.log10(mse.clamp(min=1e-10))),
+            "ssim": float(structural_similarity_index_measure(b, a, data_range=1.0)),  # type: ignore[arg-type]
+        }
+        depth = colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"])
+        images = {
+            "img": torch.cat([gt, pred], dim=1),
+            "depth": depth,
+            "object_mask": outputs["object_mask"].repeat(1, 1, 3),
+        }
+        return metrics, images

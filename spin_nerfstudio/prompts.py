@@ -1,0 +1,157 @@
+"""Prompt files: the clicks that name the object to remove.
+
+Format (pixel coordinates of the image as stored on disk, x right, y down, origin top-left)::
+
+    {"prompts": [{"image": "000.png", "positive": [[x, y], ...], "negative": [[x, y], ...]}]}
+
+Images are matched by file name (the name alone, not the folder). Every problem is reported as a
+:class:`SpinInputError` whose message is one line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+
+class SpinInputError(ValueError):
+    """Bad user input (prompt file, mask folder, config value). The message is one line naming the culprit."""
+
+
+@dataclass
+class ImagePrompt:
+    """Clicks in one image."""
+
+    image: str
+    """File name of the image the clicks were made in."""
+    positive: List[Tuple[float, float]] = field(default_factory=list)
+    """Pixels on the object, (x, y)."""
+    negative: List[Tuple[float, float]] = field(default_factory=list)
+    """Pixels that are not the object, (x, y)."""
+    positive_3d: List[Tuple[float, float, float]] = field(default_factory=list)
+    """Optional world points of the positive clicks (written by the viewer panel)."""
+    negative_3d: List[Tuple[float, float, float]] = field(default_factory=list)
+    """Optional world points of the negative clicks."""
+
+
+@dataclass
+class PromptSet:
+    """All clicks of a run."""
+
+    prompts: List[ImagePrompt]
+    """One entry per clicked image."""
+    source: str = "<memory>"
+    """Where the prompts came from, for messages."""
+
+    @property
+    def num_positive(self) -> int:
+        """Number of positive clicks over all images."""
+        return sum(len(p.positive) for p in self.prompts)
+
+    def to_json(self) -> Dict:
+        """The JSON object written to a prompt file."""
+        out = []
+        for p in self.prompts:
+            entry: Dict = {"image": p.image, "positive": [list(map(float, xy)) for xy in p.positive]}
+            entry["negative"] = [list(map(float, xy)) for xy in p.negative]
+            if p.positive_3d:
+                entry["positive_3d"] = [list(map(float, xyz)) for xyz in p.positive_3d]
+            if p.negative_3d:
+                entry["negative_3d"] = [list(map(float, xyz)) for xyz in p.negative_3d]
+            out.append(entry)
+        return {"prompts": out}
+
+    def save(self, path: Path) -> None:
+        """Write the prompt file atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2))
+        tmp.replace(path)
+
+
+def _points(value: object, where: str, dims: int) -> List[Tuple[float, ...]]:
+    if not isinstance(value, list):
+        raise SpinInputError(f"{where}: expected a list of [x, y] points, got {type(value).__name__}")
+    pts = []
+    for k, pt in enumerate(value):
+        ok = isinstance(pt, (list, tuple)) and len(pt) == dims
+        ok = ok and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in pt)
+        if not ok:
+            raise SpinInputError(f"{where}[{k}]: expected {dims} numbers, got {json.dumps(pt)[:60]}")
+        if not all(float(c) == float(c) and abs(float(c)) != float("inf") for c in pt):
+            raise SpinInputError(f"{where}[{k}]: coordinates must be finite, got {pt}")
+        pts.append(tuple(float(c) for c in pt))
+    return pts
+
+
+def parse_prompts(data: object, source: str = "<memory>") -> PromptSet:
+    """Check the structure of a decoded prompt file and return it as a :class:`PromptSet`."""
+    if not isinstance(data, dict) or "prompts" not in data:
+        raise SpinInputError(f"{source}: expected a JSON object with a 'prompts' list")
+    items = data["prompts"]
+    if not isinstance(items, list) or not items:
+        raise SpinInputError(f"{source}: 'prompts' must be a non-empty list")
+    prompts = []
+    for i, item in enumerate(items):
+        where = f"{source}: prompts[{i}]"
+        if not isinstance(item, dict):
+            raise SpinInputError(f"{where}: expected an object with 'image', 'positive', 'negative'")
+        image = item.get("image")
+        if not isinstance(image, str) or not image:
+            raise SpinInputError(f"{where}.image: expected a file name string")
+        prompts.append(
+            ImagePrompt(
+                image=Path(image).name,
+                positive=_points(item.get("positive", []), f"{where}.positive", 2),
+                negative=_points(item.get("negative", []), f"{where}.negative", 2),
+                positive_3d=_points(item.get("positive_3d", []), f"{where}.positive_3d", 3),
+                negative_3d=_points(item.get("negative_3d", []), f"{where}.negative_3d", 3),
+            )
+        )
+    result = PromptSet(prompts=prompts, source=source)
+    if result.num_positive == 0:
+        raise SpinInputError(f"{source}: no positive click; click at least once on the object to remove")
+    return result
+
+
+def load_prompts(path: Path) -> PromptSet:
+    """Read and check a prompt file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpinInputError(f"{path}: prompt file not found")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SpinInputError(f"{path}: not valid JSON ({err})") from None
+    return parse_prompts(data, source=str(path))
+
+
+def match_to_dataset(prompts: PromptSet, image_names: Sequence[str], sizes: Sequence[Tuple[int, int]]) -> List[int]:
+    """Index of each prompt's image in the dataset; checks names exist and points lie inside the image.
+
+    Args:
+        prompts: the parsed prompt set.
+        image_names: file names of the training images, in dataset order.
+        sizes: (width, height) of each training image as stored on disk.
+    """
+    index = {Path(n).name: i for i, n in enumerate(image_names)}
+    out = []
+    for i, p in enumerate(prompts.prompts):
+        if p.image not in index:
+            some = ", ".join(list(index)[:3])
+            raise SpinInputError(
+                f"{prompts.source}: prompts[{i}].image '{p.image}' is not a training image (have e.g. {some})"
+            )
+        k = index[p.image]
+        w, h = sizes[k]
+        for kind, pts in (("positive", p.positive), ("negative", p.negative)):
+            for j, (x, y) in enumerate(pts):
+                if not (0 <= x < w and 0 <= y < h):
+                    raise SpinInputError(
+                        f"{prompts.source}: prompts[{i}].{kind}[{j}] = ({x:g}, {y:g}) is outside {p.image} ({w}x{h})"
+                    )
+        out.append(k)
+    return out

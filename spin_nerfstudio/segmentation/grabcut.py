@@ -1,0 +1,135 @@
+"""Offline segmenter: OpenCV GrabCut seeded from the clicks and bounded by the reconstruction's depth.
+
+No learned weights. In the clicked view, the region that is depth-connected to the click (no depth edge, depth
+within a band around the click's) gives GrabCut its box; the clicks are sure foreground/background seeds. In the
+other views, a mask projected from the clicked view is snapped to the object's colour edges.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import cv2
+import numpy as np
+from jaxtyping import Bool, Float, UInt8
+
+from spin_nerfstudio.segmentation.base import Segmenter
+
+
+def _disk(shape: tuple, centre: np.ndarray, radius: int) -> np.ndarray:
+    h, w = shape
+    yy, xx = np.ogrid[:h, :w]
+    return (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= radius**2
+
+
+def largest_component_under(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Keep the connected components of ``mask`` that contain one of ``points`` (x, y); all if none does."""
+    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return mask.astype(bool)
+    keep = set()
+    h, w = mask.shape
+    for x, y in points:
+        xi, yi = int(np.clip(x, 0, w - 1)), int(np.clip(y, 0, h - 1))
+        if labels[yi, xi] > 0:
+            keep.add(int(labels[yi, xi]))
+    if not keep:
+        return mask.astype(bool)
+    return np.isin(labels, list(keep))
+
+
+def depth_connected_region(
+    depth: Float[np.ndarray, "H W"], seeds: np.ndarray, band: float, edge: float = 0.04
+) -> Bool[np.ndarray, "H W"]:
+    """Pixels reachable from the seeds without crossing a depth edge, within a relative band of the seed depth."""
+    h, w = depth.shape
+    logd = np.log(np.clip(depth, 1e-6, None)).astype(np.float32)
+    gy = np.abs(np.diff(logd, axis=0, prepend=logd[:1]))
+    gx = np.abs(np.diff(logd, axis=1, prepend=logd[:, :1]))
+    smooth = np.maximum(gx, gy) < edge
+    region = np.zeros((h, w), dtype=bool)
+    for x, y in seeds:
+        xi, yi = int(np.clip(x, 0, w - 1)), int(np.clip(y, 0, h - 1))
+        d0 = logd[yi, xi]
+        allowed = smooth & (np.abs(logd - d0) < np.log1p(band))
+        allowed[yi, xi] = True
+        n, labels = cv2.connectedComponents(allowed.astype(np.uint8), connectivity=4)
+        region |= labels == labels[yi, xi]
+    return region
+
+
+def _grabcut(image: np.ndarray, labels: np.ndarray, iterations: int) -> Optional[np.ndarray]:
+    has_fg = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).any()
+    has_bg = np.isin(labels, (cv2.GC_BGD, cv2.GC_PR_BGD)).any()
+    if not (has_fg and has_bg):
+        return None
+    bgd = np.zeros((1, 65), np.float64)
+    fgd = np.zeros((1, 65), np.float64)
+    lab = labels.astype(np.uint8).copy()
+    try:
+        cv2.grabCut(np.ascontiguousarray(image[..., ::-1]), lab, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:
+        return None
+    return np.isin(lab, (cv2.GC_FGD, cv2.GC_PR_FGD))
+
+
+class GrabCutSegmenter(Segmenter):
+    """GrabCut with click seeds and a depth-derived box; no learned weights."""
+
+    name = "grabcut"
+
+    def __init__(self, depth_band: float = 0.12, iterations: int = 5) -> None:
+        self.depth_band = depth_band
+        self.iterations = iterations
+
+    def segment(
+        self,
+        image: UInt8[np.ndarray, "H W 3"],
+        positive: Float[np.ndarray, "P 2"],
+        negative: Float[np.ndarray, "Q 2"],
+        depth: Optional[Float[np.ndarray, "H W"]] = None,
+    ) -> Bool[np.ndarray, "H W"]:
+        """Mask of the object under the positive clicks."""
+        h, w = image.shape[:2]
+        radius = max(1, int(round(0.015 * min(h, w))))
+        labels = np.full((h, w), cv2.GC_BGD, np.uint8)
+        if depth is not None:
+            region = depth_connected_region(depth, positive, self.depth_band)
+            ys, xs = np.nonzero(region)
+            pad = max(2, int(0.03 * max(h, w)))
+            y0, y1 = max(0, ys.min() - pad), min(h, ys.max() + pad + 1)
+            x0, x1 = max(0, xs.min() - pad), min(w, xs.max() + pad + 1)
+            labels[y0:y1, x0:x1] = cv2.GC_PR_BGD
+            labels[region] = cv2.GC_PR_FGD
+        else:
+            labels[1:-1, 1:-1] = cv2.GC_PR_BGD
+        for p in negative:
+            labels[_disk((h, w), p, radius)] = cv2.GC_BGD
+        for p in positive:
+            labels[_disk((h, w), p, radius)] = cv2.GC_FGD
+        mask = _grabcut(image, labels, self.iterations)
+        if mask is None:
+            mask = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD))
+        return largest_component_under(mask, positive)
+
+    def refine(
+        self,
+        image: UInt8[np.ndarray, "H W 3"],
+        prior: Bool[np.ndarray, "H W"],
+        depth: Optional[Float[np.ndarray, "H W"]] = None,
+    ) -> Bool[np.ndarray, "H W"]:
+        """Snap a projected mask to the object: its core is sure foreground, a ring around it is undecided."""
+        if not prior.any():
+            return prior
+        h, w = prior.shape
+        k = max(1, int(round(0.02 * min(h, w))))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
+        p8 = prior.astype(np.uint8)
+        core = cv2.erode(p8, kernel) > 0
+        ring = cv2.dilate(p8, kernel, iterations=2) > 0
+        labels = np.full((h, w), cv2.GC_BGD, np.uint8)
+        labels[ring] = cv2.GC_PR_BGD
+        labels[prior] = cv2.GC_PR_FGD
+        labels[core] = cv2.GC_FGD
+        mask = _grabcut(image, labels, self.iterations)
+        return prior if mask is None else mask

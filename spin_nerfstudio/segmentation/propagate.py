@@ -1,0 +1,126 @@
+"""Clicks and masks between views: lift pixels to 3D with rendered depth, project 3D points into other views.
+
+Conventions: pixel (x, y) is the pixel whose centre is at (x + 0.5, y + 0.5); depth maps hold the distance along
+each (unit) ray, as nerfstudio renders it; cameras are nerfstudio's (OpenGL axes, camera-to-world 3x4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from jaxtyping import Bool, Float
+
+
+@dataclass
+class PinholeView:
+    """One view's camera as plain arrays."""
+
+    c2w: Float[np.ndarray, "3 4"]
+    """Camera-to-world matrix (OpenGL axes: x right, y up, looking down -z)."""
+    fx: float
+    """Focal length in pixels, x."""
+    fy: float
+    """Focal length in pixels, y."""
+    cx: float
+    """Principal point, x (pixels)."""
+    cy: float
+    """Principal point, y (pixels)."""
+    width: int
+    """Image width."""
+    height: int
+    """Image height."""
+
+    @classmethod
+    def from_cameras(cls, cameras, index: int) -> "PinholeView":
+        """Read camera ``index`` of a nerfstudio ``Cameras`` object."""
+        c = cameras[index]
+        return cls(
+            c2w=c.camera_to_worlds.detach().cpu().numpy().reshape(3, 4).astype(np.float64),
+            fx=float(c.fx.item()),
+            fy=float(c.fy.item()),
+            cx=float(c.cx.item()),
+            cy=float(c.cy.item()),
+            width=int(c.width.item()),
+            height=int(c.height.item()),
+        )
+
+    @property
+    def origin(self) -> Float[np.ndarray, "3"]:
+        """Camera centre in world coordinates."""
+        return self.c2w[:, 3]
+
+    def rays(self, xy: Float[np.ndarray, "N 2"]) -> Float[np.ndarray, "N 3"]:
+        """Unit world directions through pixels (x, y)."""
+        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        cam = np.stack(
+            [(xy[:, 0] + 0.5 - self.cx) / self.fx, -(xy[:, 1] + 0.5 - self.cy) / self.fy, -np.ones(len(xy))], axis=-1
+        )
+        d = cam @ self.c2w[:, :3].T
+        return d / np.linalg.norm(d, axis=-1, keepdims=True)
+
+    def project(self, points: Float[np.ndarray, "N 3"]) -> tuple:
+        """Pixel coordinates (x, y as pixel indices, possibly fractional), forward depth and ray distance."""
+        rel = np.asarray(points, dtype=np.float64).reshape(-1, 3) - self.origin
+        cam = rel @ self.c2w[:, :3]
+        z = -cam[:, 2]
+        safe = np.where(z > 1e-9, z, 1e-9)
+        x = self.fx * cam[:, 0] / safe + self.cx - 0.5
+        y = -self.fy * cam[:, 1] / safe + self.cy - 0.5
+        return np.stack([x, y], axis=-1), z, np.linalg.norm(rel, axis=-1)
+
+
+def lift(view: PinholeView, xy: Float[np.ndarray, "N 2"], depth: Float[np.ndarray, "H W"]) -> tuple:
+    """World points under pixels, using the ray distance stored in ``depth``; also returns their depths."""
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    xi = np.clip(np.floor(xy[:, 0]).astype(int), 0, view.width - 1)
+    yi = np.clip(np.floor(xy[:, 1]).astype(int), 0, view.height - 1)
+    t = depth[yi, xi].astype(np.float64)
+    return view.origin + view.rays(xy) * t[:, None], t
+
+
+def visible_projection(
+    view: PinholeView, points: Float[np.ndarray, "N 3"], depth: Float[np.ndarray, "H W"], tolerance: float = 0.05
+) -> tuple:
+    """Integer pixels of the points that land inside the view and are not hidden behind its rendered surface.
+
+    A point is visible when its distance to the camera is at most the rendered depth at its pixel times
+    (1 + tolerance). Returns (x, y) integer arrays and the boolean selection over ``points``.
+    """
+    xy, z, dist = view.project(points)
+    xi = np.floor(xy[:, 0] + 0.5).astype(int)
+    yi = np.floor(xy[:, 1] + 0.5).astype(int)
+    ok = (z > 0) & (xi >= 0) & (xi < view.width) & (yi >= 0) & (yi < view.height)
+    sel = np.zeros(len(points), dtype=bool)
+    idx = np.nonzero(ok)[0]
+    surface = depth[yi[idx], xi[idx]]
+    sel[idx] = dist[idx] <= surface * (1.0 + tolerance)
+    return xi[sel], yi[sel], sel
+
+
+def splat_mask(xs: np.ndarray, ys: np.ndarray, height: int, width: int, close: int = 1) -> Bool[np.ndarray, "H W"]:
+    """Mask of the given pixels, closed and hole-filled so that sparse splats become a region."""
+    mask = np.zeros((height, width), np.uint8)
+    mask[ys, xs] = 1
+    if close > 0 and mask.any():
+        kernel = np.ones((3, 3), np.uint8)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel, iterations=close)
+        mask = fill_holes(mask > 0).astype(np.uint8)
+    return mask > 0
+
+
+def fill_holes(mask: Bool[np.ndarray, "H W"]) -> Bool[np.ndarray, "H W"]:
+    """Fill the background regions that do not touch the image border."""
+    inv = (~mask).astype(np.uint8)
+    n, labels = cv2.connectedComponents(inv, connectivity=4)
+    border = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])).tolist())
+    holes = (labels > 0) & ~np.isin(labels, list(border))
+    return mask | holes
+
+
+def dilate(mask: Bool[np.ndarray, "H W"], kernel: int, iterations: int) -> Bool[np.ndarray, "H W"]:
+    """Binary dilation with a square kernel, as SPIn-NeRF dilates masks before inpainting."""
+    if iterations <= 0 or kernel <= 1:
+        return mask.astype(bool)
+    return cv2.dilate(mask.astype(np.uint8), np.ones((kernel, kernel), np.uint8), iterations=iterations) > 0
