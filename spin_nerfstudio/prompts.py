@@ -81,7 +81,7 @@ def _points(value: object, where: str, dims: int) -> List[Tuple[float, ...]]:
         ok = ok and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in pt)
         if not ok:
             raise SpinInputError(f"{where}[{k}]: expected {dims} numbers, got {json.dumps(pt)[:60]}")
-        if not all(float(c) == float(c) and abs(float(c)) != float("inf") for c in pt):
+        if not all(abs(c) <= 1.7976931348623157e308 for c in pt):  # largest float: no NaN, inf, or huge int
             raise SpinInputError(f"{where}[{k}]: coordinates must be finite, got {pt}")
         pts.append(tuple(float(c) for c in pt))
     return pts

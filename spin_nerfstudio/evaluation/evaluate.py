@@ -1,0 +1,163 @@
+"""``spin-nerf evaluate``: score a finished run's masks and its object-free renders against ground truth.
+
+- ``--gt-masks DIR``: the run's final masks (``RUN/masks``, before dilation) of every training view against binary
+  PNGs named like the images (white = object): ``mask_iou`` and ``mask_accuracy`` (means over views).
+- ``--gt-images DIR``: the finished model is rendered at the training cameras (full resolution of the training
+  images) and compared, in [0, 1] RGB, with images of the same views without the object: ``psnr`` and ``ssim``
+  over the whole image, ``masked_psnr`` and ``masked_ssim`` over the pixels inside the ground-truth mask (when
+  ``--gt-masks`` is given, else the run's mask), ``lpips`` over the whole image and ``masked_lpips`` over the
+  mask's bounding-box crop (at least 16 px a side) — LPIPS only when ImageNet backbone weights are cached,
+  otherwise ``null`` with a note.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+from PIL import Image
+
+from spin_nerfstudio.data.masks import find_mask_file
+from spin_nerfstudio.evaluation import metrics as M
+from spin_nerfstudio.pipeline import MASK_DIR
+from spin_nerfstudio.prompts import SpinInputError
+from spin_nerfstudio.stage_io import load_views
+
+
+def _read_gt_masks(folder: Path, names: List[str], shape) -> List[np.ndarray]:
+    out = []
+    for name in names:
+        path = find_mask_file(folder, name)
+        arr = np.array(Image.open(path))
+        if arr.ndim == 3:
+            arr = arr[..., :3].max(axis=-1)
+        if arr.shape != shape:
+            raise SpinInputError(f"{path}: mask is {arr.shape[1]}x{arr.shape[0]}, rendered views are {shape[1]}x{shape[0]}")
+        out.append(arr > 127)
+    return out
+
+
+def _read_gt_images(folder: Path, names: List[str], shape) -> List[np.ndarray]:
+    out = []
+    for name in names:
+        path = folder / name
+        if not path.is_file():
+            cands = sorted(folder.glob(Path(name).stem + ".*"))
+            if not cands:
+                raise SpinInputError(f"{folder}: no ground-truth image for view '{name}'")
+            path = cands[0]
+        arr = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+        if arr.shape[:2] != shape:
+            raise SpinInputError(f"{path}: image is {arr.shape[1]}x{arr.shape[0]}, rendered views are {shape[1]}x{shape[0]}")
+        out.append(arr)
+    return out
+
+
+def _mean(values: List[Optional[float]]) -> Optional[float]:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean([min(v, 100.0) for v in vals])) if vals else None
+
+
+def evaluate_run(
+    load_config: Path, gt_masks: Optional[Path] = None, gt_images: Optional[Path] = None
+) -> Dict[str, object]:
+    """Compute the metrics of one run; returns the JSON-ready dictionary."""
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    from spin_nerfstudio import safe_load
+
+    load_config = Path(load_config)
+    if not load_config.is_file():
+        raise SpinInputError(f"{load_config}: run config not found")
+    safe_load.allow_nerfstudio_checkpoints()
+    _, pipeline, _, step = eval_setup(load_config, test_mode="test")
+    return evaluate_pipeline(pipeline, load_config.parent, int(step), gt_masks, gt_images)[0]
+
+
+def evaluate_pipeline(
+    pipeline, run_dir: Path, step: int, gt_masks: Optional[Path] = None, gt_images: Optional[Path] = None
+) -> Tuple[Dict[str, object], Optional[List[np.ndarray]]]:
+    """Metrics of a loaded pipeline whose stage outputs are in ``run_dir``; also returns the renders, if made."""
+    import torch
+
+    from spin_nerfstudio.render import render_views
+
+    dm = pipeline.datamanager
+    names = [Path(p).name for p in dm.train_dataset.image_filenames]
+    cams = dm.train_dataset.cameras
+    shape = (int(cams.height[0].item()), int(cams.width[0].item()))
+    result: Dict[str, object] = {"run": str(run_dir), "step": step, "num_views": len(names), "notes": []}
+    notes: List[str] = result["notes"]  # type: ignore[assignment]
+    per_view: List[Dict[str, object]] = [{"image": n} for n in names]
+
+    run_masks_raw = load_views(run_dir / MASK_DIR, names)
+    run_masks = [m > 0 for m in run_masks_raw] if run_masks_raw is not None else None
+    gt_mask_list = _read_gt_masks(Path(gt_masks), names, shape) if gt_masks is not None else None
+
+    if gt_mask_list is not None:
+        if run_masks is None:
+            raise SpinInputError(f"{run_dir / MASK_DIR}: the run has no final masks (did it reach the inpainting stage?)")
+        for pv, pred, gt in zip(per_view, run_masks, gt_mask_list):
+            pv["mask_iou"], pv["mask_accuracy"] = M.mask_scores(pred, gt)
+        result["mask_iou"] = _mean([pv["mask_iou"] for pv in per_view])  # type: ignore[misc]
+        result["mask_accuracy"] = _mean([pv["mask_accuracy"] for pv in per_view])  # type: ignore[misc]
+
+    if gt_images is not None:
+        gts = _read_gt_images(Path(gt_images), names, shape)
+        eval_masks = gt_mask_list if gt_mask_list is not None else run_masks
+        if eval_masks is None:
+            notes.append("masked metrics skipped: no ground-truth masks and the run has no final masks")
+        else:
+            result["masked_region"] = "ground-truth masks" if gt_mask_list is not None else "the run's final masks"
+        renders = render_views(pipeline.model, cams, keys=("rgb",), description="Rendering for evaluation")["rgb"]
+        perceptual = None
+        try:
+            from spin_nerfstudio.model.perceptual import PerceptualLoss, cached_backbone
+
+            if cached_backbone("alex") is not None:
+                perceptual = PerceptualLoss("alex")
+            else:
+                notes.append("lpips: no cached AlexNet backbone weights in torch's hub cache; lpips is null")
+        except ImportError as err:
+            notes.append(f"lpips: unavailable ({err})")
+        for i, (pv, pred, gt) in enumerate(zip(per_view, renders, gts)):
+            pred = np.clip(pred, 0.0, 1.0)
+            pv["psnr"], pv["ssim"] = M.psnr(pred, gt), M.ssim(pred, gt)
+            m = eval_masks[i] if eval_masks is not None else None
+            if m is not None:
+                pv["masked_psnr"], pv["masked_ssim"] = M.psnr(pred, gt, m), M.ssim(pred, gt, m)
+                pv["object_colour_fraction"] = M.object_colour_fraction(pred, m)
+            pv["lpips"] = pv["masked_lpips"] = None
+            if perceptual is not None:
+                t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()  # noqa: E731
+                with torch.no_grad():
+                    pv["lpips"] = float(perceptual(t(pred), t(gt)))
+                    box = M.bbox_crop(m) if m is not None else None
+                    if box is not None:
+                        pv["masked_lpips"] = float(perceptual(t(pred[box]), t(gt[box])))
+        for key in ("psnr", "ssim", "masked_psnr", "masked_ssim", "lpips", "masked_lpips", "object_colour_fraction"):
+            result[key] = _mean([pv.get(key) for pv in per_view])  # type: ignore[misc]
+    result["per_view"] = per_view
+    return result, (renders if gt_images is not None else None)
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_metrics(result: Dict[str, object], output: Optional[Path]) -> str:
+    """JSON text of the result (non-finite numbers as null), also written to ``output`` when given."""
+    text = json.dumps(_finite(result), indent=2, allow_nan=False)
+    if output is not None:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(text + "\n")
+    return text
