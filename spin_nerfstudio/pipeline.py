@@ -166,7 +166,9 @@ class SpinPipeline(VanillaPipeline):
         if self.config.reference_image is not None and Path(self.config.reference_image).name not in names:
             raise SpinInputError(f"reference_image '{self.config.reference_image}' is not a training image")
 
-    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+    def get_training_callbacks(
+        self, training_callback_attributes: TrainingCallbackAttributes
+    ) -> List[TrainingCallback]:
         """Keep the optimisers and the run folder; refuse to start with nothing to remove and no viewer."""
         self._optimizers = training_callback_attributes.optimizers
         trainer = training_callback_attributes.trainer
@@ -438,4 +440,3 @@ def _erode(mask: np.ndarray) -> np.ndarray:
     import cv2
 
     return cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-

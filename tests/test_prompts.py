@@ -98,7 +98,7 @@ def test_malformed_files(tmp_path: Path, content: object, expected: str) -> None
 
 def test_huge_integer_coordinate_is_an_input_error(tmp_path: Path) -> None:
     # JSON integers are unbounded; one that does not fit a float must be reported, not crash with OverflowError.
-    content = '{"prompts": [{"image": "a.png", "positive": [[1' + "0" * 400 + ', 2]]}]}'
+    content = '{"prompts": [{"image": "a.png", "positive": [[1' + "0" * 400 + ", 2]]}]}"
     assert "prompts[0].positive[0]" in load_error(tmp_path, content)
 
 

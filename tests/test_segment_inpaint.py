@@ -96,7 +96,9 @@ def test_segment_every_view_iou(scene: Scene) -> None:
         truth = scene.gt["masks"][view]
         for seed in CV_SEEDS:
             cv2.setRNGSeed(seed)
-            mask = seg.segment(scene.gt["images"][view], deepest_pixel(truth), np.array([[10.0, 85.0]]), scene.depth[view])
+            mask = seg.segment(
+                scene.gt["images"][view], deepest_pixel(truth), np.array([[10.0, 85.0]]), scene.depth[view]
+            )
             assert iou(mask, truth) > 0.8, f"view {view}, cv seed {seed}: IoU {iou(mask, truth):.3f}"
 
 

@@ -35,7 +35,9 @@ def _read_gt_masks(folder: Path, names: List[str], shape) -> List[np.ndarray]:
         if arr.ndim == 3:
             arr = arr[..., :3].max(axis=-1)
         if arr.shape != shape:
-            raise SpinInputError(f"{path}: mask is {arr.shape[1]}x{arr.shape[0]}, rendered views are {shape[1]}x{shape[0]}")
+            raise SpinInputError(
+                f"{path}: mask is {arr.shape[1]}x{arr.shape[0]}, rendered views are {shape[1]}x{shape[0]}"
+            )
         out.append(arr > 127)
     return out
 
@@ -51,7 +53,9 @@ def _read_gt_images(folder: Path, names: List[str], shape) -> List[np.ndarray]:
             path = cands[0]
         arr = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
         if arr.shape[:2] != shape:
-            raise SpinInputError(f"{path}: image is {arr.shape[1]}x{arr.shape[0]}, rendered views are {shape[1]}x{shape[0]}")
+            raise SpinInputError(
+                f"{path}: image is {arr.shape[1]}x{arr.shape[0]}, rendered views are {shape[1]}x{shape[0]}"
+            )
         out.append(arr)
     return out
 
@@ -99,7 +103,9 @@ def evaluate_pipeline(
 
     if gt_mask_list is not None:
         if run_masks is None:
-            raise SpinInputError(f"{run_dir / MASK_DIR}: the run has no final masks (did it reach the inpainting stage?)")
+            raise SpinInputError(
+                f"{run_dir / MASK_DIR}: the run has no final masks (did it reach the inpainting stage?)"
+            )
         for pv, pred, gt in zip(per_view, run_masks, gt_mask_list):
             pv["mask_iou"], pv["mask_accuracy"] = M.mask_scores(pred, gt)
         result["mask_iou"] = _mean([pv["mask_iou"] for pv in per_view])  # type: ignore[misc]

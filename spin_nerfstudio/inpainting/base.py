@@ -16,7 +16,9 @@ class Inpainter:
     name: str = "inpainter"
     """Name shown in the log."""
 
-    def inpaint_rgb(self, image: UInt8[np.ndarray, "H W 3"], mask: Bool[np.ndarray, "H W"]) -> UInt8[np.ndarray, "H W 3"]:
+    def inpaint_rgb(
+        self, image: UInt8[np.ndarray, "H W 3"], mask: Bool[np.ndarray, "H W"]
+    ) -> UInt8[np.ndarray, "H W 3"]:
         """Colour image with the masked pixels filled; unmasked pixels are returned unchanged."""
         raise NotImplementedError
 

@@ -17,7 +17,9 @@ class TeleaInpainter(Inpainter):
     def __init__(self, radius: int = 5) -> None:
         self.radius = radius
 
-    def inpaint_rgb(self, image: UInt8[np.ndarray, "H W 3"], mask: Bool[np.ndarray, "H W"]) -> UInt8[np.ndarray, "H W 3"]:
+    def inpaint_rgb(
+        self, image: UInt8[np.ndarray, "H W 3"], mask: Bool[np.ndarray, "H W"]
+    ) -> UInt8[np.ndarray, "H W 3"]:
         """Fill the masked colour pixels."""
         if not mask.any():
             return image.copy()

@@ -37,7 +37,10 @@ class TriPlaneEncoding(nn.Module):
     def __init__(self, resolutions: Sequence[int] = (64, 128), num_components: int = 16) -> None:
         super().__init__()
         self.levels = nn.ModuleList(
-            [KPlanesEncoding(resolution=(r, r, r), num_components=num_components, reduce="product") for r in resolutions]
+            [
+                KPlanesEncoding(resolution=(r, r, r), num_components=num_components, reduce="product")
+                for r in resolutions
+            ]
         )
         self.out_dim = num_components * len(resolutions)
 
@@ -120,9 +123,7 @@ class SpinField(Field):
             implementation=implementation,
         )
         self.mask_encoding = TriPlaneEncoding(mask_plane_resolutions, mask_plane_components)
-        self.mask_head = nn.Sequential(
-            nn.Linear(self.mask_encoding.get_out_dim(), 32), nn.ReLU(), nn.Linear(32, 1)
-        )
+        self.mask_head = nn.Sequential(nn.Linear(self.mask_encoding.get_out_dim(), 32), nn.ReLU(), nn.Linear(32, 1))
 
     def _encode(self, unit: Float[Tensor, "*bs 3"]) -> Float[Tensor, "*bs features"]:
         if self.encoding_kind == "planes":

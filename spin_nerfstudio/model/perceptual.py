@@ -62,7 +62,7 @@ class PerceptualLoss(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def forward(self, a: Float[Tensor, "B 3 H W"], b: Float[Tensor, "B 3 H W"]) -> Float[Tensor, "B"]:
+    def forward(self, a: Float[Tensor, "B 3 H W"], b: Float[Tensor, "B 3 H W"]) -> Float[Tensor, " B"]:
         """LPIPS per image pair."""
         if min(a.shape[-2:]) < self.min_size:
             size = (max(self.min_size, a.shape[-2]), max(self.min_size, a.shape[-1]))
@@ -71,7 +71,9 @@ class PerceptualLoss(nn.Module):
         return self.lpips(a * 2 - 1, b * 2 - 1).view(-1)
 
 
-def build_perceptual(net: Literal["alex", "vgg"] = "alex", weights: Optional[Path] = None) -> Tuple[PerceptualLoss, str]:
+def build_perceptual(
+    net: Literal["alex", "vgg"] = "alex", weights: Optional[Path] = None
+) -> Tuple[PerceptualLoss, str]:
     """Build the LPIPS module and a one-line description of the backbone it uses."""
     loss = PerceptualLoss(net=net, weights=weights)
     return loss, loss.description

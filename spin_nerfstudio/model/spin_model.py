@@ -240,7 +240,9 @@ class SpinModel(Model):
         }
         if self.training:
             outputs["object_logit"] = logit
-            outputs["rgb_colour_only"] = self.renderer_rgb(rgb=field_outputs[FieldHeadNames.RGB], weights=weights.detach())
+            outputs["rgb_colour_only"] = self.renderer_rgb(
+                rgb=field_outputs[FieldHeadNames.RGB], weights=weights.detach()
+            )
             outputs["weights_list"] = weights_list
             outputs["ray_samples_list"] = ray_samples_list
         return outputs
@@ -270,15 +272,15 @@ class SpinModel(Model):
             losses["rgb_loss"] = (((outputs["rgb"] - gt) ** 2) * keep).sum() / (keep.sum() * 3).clamp(min=1.0)
             depth = outputs["depth"]
             target = batch[INPAINTED_DEPTH].to(self.device)
-            losses["depth_loss"] = self.config.depth_loss_mult * ((depth - target) ** 2 * m).sum() / m.sum().clamp(
-                min=1.0
+            losses["depth_loss"] = (
+                self.config.depth_loss_mult * ((depth - target) ** 2 * m).sum() / m.sum().clamp(min=1.0)
             )
             ref = m * batch[REFERENCE_VIEW].to(self.device)
             if self.config.reference_loss_mult > 0:
                 diff = (outputs["rgb_colour_only"] - batch[INPAINTED_RGB].to(self.device)) ** 2
-                losses["reference_loss"] = self.config.reference_loss_mult * (diff * ref).sum() / (
-                    ref.sum() * 3
-                ).clamp(min=1.0)
+                losses["reference_loss"] = (
+                    self.config.reference_loss_mult * (diff * ref).sum() / (ref.sum() * 3).clamp(min=1.0)
+                )
             if OBJECT_MASK in batch:
                 losses["mask_loss"] = self.config.mask_loss_mult * F.binary_cross_entropy_with_logits(
                     outputs["object_logit"], batch[OBJECT_MASK].to(self.device)
