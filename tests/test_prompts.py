@@ -226,10 +226,16 @@ def test_parse_never_crashes(data: object) -> None:
             assert all(len(pt) == dims and all(isinstance(c, float) and math.isfinite(c) for c in pt) for pt in pts)
 
 
+@pytest.fixture(scope="module")
+def prop_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("prop")
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.floats(-1e6, 1e6), st.floats(-1e6, 1e6)), min_size=1, max_size=4))
-def test_save_load_property(tmp_path_factory: pytest.TempPathFactory, points: list) -> None:
+def test_save_load_property(prop_dir: Path, points: list) -> None:
     original = PromptSet([ImagePrompt("x.png", positive=points)])
-    path = tmp_path_factory.mktemp("prop") / "p.json"
+    path = prop_dir / "p.json"  # overwritten by every example, atomically
     original.save(path)
     assert load_prompts(path).prompts == original.prompts
+    assert sorted(q.name for q in prop_dir.iterdir()) == ["p.json"]

@@ -1,0 +1,139 @@
+"""Tests of the offline LPIPS: random backbone when nothing is cached, real loading code for a weights file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from spin_nerfstudio.model.perceptual import BACKBONE_FILES, build_perceptual, cached_backbone
+
+
+@pytest.fixture
+def empty_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point torch's hub folder (TORCH_HOME/hub) at an empty folder so no cached backbone is found."""
+    hub = tmp_path / "torch_home" / "hub"
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    return hub
+
+
+@pytest.fixture(scope="module")
+def random_lpips(tmp_path_factory: pytest.TempPathFactory):
+    hub = tmp_path_factory.mktemp("empty_hub")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.hub, "get_dir", lambda: str(hub))
+        torch.manual_seed(0)
+        loss, description = build_perceptual("alex")
+    return loss, description, hub
+
+
+def smooth_image(size: int = 64, seed: int = 0) -> torch.Tensor:
+    """(1, 3, size, size) image in [0, 1] made of a few smooth waves and a bright square."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    channels = []
+    for _ in range(3):
+        f = torch.rand(2, generator=g) * 6 + 1
+        channels.append(0.5 + 0.25 * torch.sin(2 * torch.pi * (f[0] * xx + f[1] * yy)))
+    img = torch.stack(channels)[None]
+    img[..., size // 4 : size // 2, size // 4 : size // 2] = 0.95
+    return img.clamp(0, 1)
+
+
+def blur(img: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.avg_pool2d(img, 3, stride=1, padding=1, count_include_pad=False)
+
+
+def test_random_backbone_is_reported(random_lpips) -> None:
+    loss, description, hub = random_lpips
+    assert loss.pretrained is False
+    assert "RANDOM backbone" in description
+    assert BACKBONE_FILES["alex"] in description and str(hub / "checkpoints") in description
+    assert "\n" not in description
+    assert not any(p.requires_grad for p in loss.parameters()) and not loss.training
+
+
+def test_no_cached_file_found(empty_hub: Path) -> None:
+    assert cached_backbone("alex") is None and cached_backbone("vgg") is None
+
+
+def test_lpips_orders_distortions(random_lpips) -> None:
+    loss = random_lpips[0]
+    x = smooth_image()
+    noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(1))
+    same = loss(x, x)
+    assert same.shape == (1,) and float(same) == pytest.approx(0.0, abs=1e-6)
+    blurred = float(loss(x, blur(x)))
+    noisy = float(loss(x, noise))
+    assert 0 < blurred < noisy
+    # symmetric, and batched pairs give one value each
+    assert float(loss(noise, x)) == pytest.approx(noisy, rel=1e-5)
+    batch = loss(torch.cat([x, x]), torch.cat([x, noise]))
+    assert batch.shape == (2,) and float(batch[0]) == pytest.approx(0.0, abs=1e-6)
+    assert float(batch[1]) == pytest.approx(noisy, rel=1e-4)
+
+
+def test_small_inputs_are_resized(random_lpips) -> None:
+    loss = random_lpips[0]
+    x = smooth_image(16)
+    noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(2))
+    out = loss(torch.cat([x, x]), torch.cat([x, noise]))
+    assert out.shape == (2,) and torch.isfinite(out).all()
+    assert float(out[0]) == pytest.approx(0.0, abs=1e-6) and float(out[1]) > 0.01
+    # a non-square input with one small side also works
+    tall = smooth_image(64)[..., :20]
+    assert float(loss(tall, tall)) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def alexnet_file(tmp_path_factory: pytest.TempPathFactory):
+    """A randomly initialised (seeded) torchvision AlexNet saved as a state dict, written once (it is 244 MB)."""
+    torch.manual_seed(123)
+    net = torchvision.models.alexnet()
+    path = tmp_path_factory.mktemp("weights") / "my_alexnet.pth"
+    torch.save(net.state_dict(), path)
+    yield path, net
+    path.unlink()  # do not leave 244 MB in pytest's kept temporary folders
+
+
+def assert_backbone_loaded(loss, net: torch.nn.Module) -> None:
+    """lpips' slices hold torchvision's feature layers under their original indices."""
+    features = net.features
+    slices = loss.lpips.net
+    for slice_name, index in (("slice1", 0), ("slice2", 3), ("slice3", 6), ("slice4", 8), ("slice5", 10)):
+        conv = getattr(slices, slice_name)._modules[str(index)]
+        assert torch.equal(conv.weight, features[index].weight), (slice_name, index)
+        assert torch.equal(conv.bias, features[index].bias), (slice_name, index)
+
+
+def test_explicit_weights_file_is_loaded(alexnet_file, empty_hub: Path) -> None:
+    path, net = alexnet_file
+    torch.manual_seed(7)  # the random init lpips builds first must be overwritten
+    loss, description = build_perceptual("alex", weights=path)
+    assert loss.pretrained is True
+    assert description == f"LPIPS(alex) with ImageNet backbone from {path}"
+    assert_backbone_loaded(loss, net)
+    x = smooth_image()
+    assert float(loss(x, x)) == pytest.approx(0.0, abs=1e-6) and float(loss(x, blur(x))) > 0
+
+
+def test_cached_weights_file_is_found(alexnet_file, empty_hub: Path) -> None:
+    source, net = alexnet_file
+    path = empty_hub / "checkpoints" / BACKBONE_FILES["alex"]
+    path.parent.mkdir(parents=True)
+    path.symlink_to(source)
+    assert cached_backbone("alex") == path
+    assert cached_backbone("vgg") is None
+    loss, description = build_perceptual("alex")
+    assert loss.pretrained is True and str(path) in description
+    assert_backbone_loaded(loss, net)
+
+
+def test_missing_weights_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "alexnet.pth"
+    with pytest.raises(FileNotFoundError) as info:
+        build_perceptual("alex", weights=missing)
+    assert str(missing) in str(info.value) and "LPIPS backbone weights not found" in str(info.value)
