@@ -86,9 +86,8 @@ def test_segment_generated_click(scene: Scene) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="grabcut.py: depth_connected_region treats the box's grazing side/top faces as depth edges (per-pixel "
-    "log-depth step > 0.04) and leaks into the floor at the contact line, so GrabCut returns only the front face "
-    "in some views (IoU ~0.79)",
+    reason="grabcut.py: with ground-truth depth, GrabCut still keeps only the front and top faces of the box in "
+    "view 0 (IoU 0.79); the mask field fuses views, so final masks are better (see the end-to-end test)",
 )
 def test_segment_every_view_iou(scene: Scene) -> None:
     seg = GrabCutSegmenter()
@@ -102,11 +101,6 @@ def test_segment_every_view_iou(scene: Scene) -> None:
             assert iou(mask, truth) > 0.8, f"view {view}, cv seed {seed}: IoU {iou(mask, truth):.3f}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="grabcut.py _grabcut: cv2.grabCut's k-means initialisation draws from OpenCV's global RNG, so the mask "
-    "depends on earlier OpenCV calls (fix: cv2.setRNGSeed(<const>) before cv2.grabCut)",
-)
 def test_segment_is_deterministic(scene: Scene) -> None:
     seg = GrabCutSegmenter()
     positive = np.array(scene.prompt["positive"], dtype=np.float64)
@@ -162,13 +156,13 @@ def test_depth_connected_region_stays_in_band(scene: Scene) -> None:
 
 def test_depth_connected_region_stops_at_depth_edge() -> None:
     depth = np.full((20, 40), 2.0, np.float32)
-    depth[:, 20:] = 2.1  # a 5% step (log step 0.049 > the 0.04 edge threshold), inside a 12% band
-    region = depth_connected_region(depth, np.array([[5.0, 10.0]]), band=0.12)
+    depth[:, 20:] = 2.25  # a 12.5% step (log step 0.118 > the 0.1 edge threshold), inside a 20% band
+    region = depth_connected_region(depth, np.array([[5.0, 10.0]]), band=0.2)
     assert region[:, :20].all() and not region[:, 20:].any()
-    smooth = np.tile(np.linspace(2.0, 2.1, 40, dtype=np.float32), (20, 1))  # the same rise spread out
-    assert depth_connected_region(smooth, np.array([[5.0, 10.0]]), band=0.12).all()
+    smooth = np.tile(np.linspace(2.0, 2.25, 40, dtype=np.float32), (20, 1))  # the same rise spread out
+    assert depth_connected_region(smooth, np.array([[5.0, 10.0]]), band=0.2).all()
     # seeds on both sides give both sides (the column just past the step is itself marked as the edge)
-    both = depth_connected_region(depth, np.array([[5.0, 10.0], [30.0, 10.0]]), band=0.12)
+    both = depth_connected_region(depth, np.array([[5.0, 10.0], [30.0, 10.0]]), band=0.2)
     assert both[:, :20].all() and both[:, 21:].all()
 
 
@@ -234,11 +228,6 @@ def test_inpaint_depth_keeps_unmasked_and_fills_nan_inside(scene: Scene) -> None
     assert np.array_equal(TeleaInpainter().inpaint_depth(depth, np.zeros_like(mask)), depth, equal_nan=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="telea.py inpaint_depth: OpenCV's float Telea adds a unit-norm gradient step and a +0.5 rounding offset "
-    "meant for 0..255 intensities, so metre-scale depth gets errors of ~40%; scale depth to ~1e3 before cv2.inpaint",
-)
 def test_inpaint_depth_accuracy(scene: Scene) -> None:
     inpainter = TeleaInpainter()
     for view in range(SPEC.num_views):

@@ -34,7 +34,9 @@ class TeleaInpainter(Inpainter):
             return depth.copy()
         if not np.isfinite(depth[~mask]).all():
             raise ValueError("depth has NaN or infinite values outside the mask; cannot inpaint it")
-        src = np.where(mask, 0.0, depth).astype(np.float32)
-        out = cv2.inpaint(src, mask.astype(np.uint8), self.radius, cv2.INPAINT_TELEA)
+        # OpenCV's float path still steps and rounds as if values were 0..255: work at that scale.
+        scale = 1000.0 / max(float(np.abs(depth[~mask]).max()), 1e-12)
+        src = np.where(mask, 0.0, depth * scale).astype(np.float32)
+        out = cv2.inpaint(src, mask.astype(np.uint8), self.radius, cv2.INPAINT_TELEA) / scale
         out[~mask] = depth[~mask]
         return out

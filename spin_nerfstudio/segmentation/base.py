@@ -45,6 +45,8 @@ class SegmenterConfig(InstantiateConfig):
     """Segmenter backend. 'grabcut' needs no learned weights; 'auto' picks the best available (today: grabcut)."""
     depth_band: float = 0.12
     """Relative depth band around a click inside which the object is looked for (grabcut)."""
+    depth_edge: float = 0.1
+    """Step in log-depth between neighbouring pixels that counts as an object boundary (grabcut)."""
     iterations: int = 5
     """GrabCut iterations."""
 
@@ -54,6 +56,6 @@ class SegmenterConfig(InstantiateConfig):
 
         from spin_nerfstudio.segmentation.grabcut import GrabCutSegmenter
 
-        seg = GrabCutSegmenter(depth_band=self.depth_band, iterations=self.iterations)
+        seg = GrabCutSegmenter(depth_band=self.depth_band, iterations=self.iterations, depth_edge=self.depth_edge)
         CONSOLE.print(f"spin-nerfstudio: segmenter backend '{seg.name}' (offline, no learned weights)")
         return seg

@@ -39,7 +39,7 @@ def largest_component_under(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def depth_connected_region(
-    depth: Float[np.ndarray, "H W"], seeds: np.ndarray, band: float, edge: float = 0.04
+    depth: Float[np.ndarray, "H W"], seeds: np.ndarray, band: float, edge: float = 0.1
 ) -> Bool[np.ndarray, "H W"]:
     """Pixels reachable from the seeds without crossing a depth edge, within a relative band of the seed depth."""
     h, w = depth.shape
@@ -66,6 +66,7 @@ def _grabcut(image: np.ndarray, labels: np.ndarray, iterations: int) -> Optional
     bgd = np.zeros((1, 65), np.float64)
     fgd = np.zeros((1, 65), np.float64)
     lab = labels.astype(np.uint8).copy()
+    cv2.setRNGSeed(0)  # GrabCut seeds its colour models from OpenCV's global generator: make it repeatable
     try:
         cv2.grabCut(np.ascontiguousarray(image[..., ::-1]), lab, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
     except cv2.error:
@@ -78,9 +79,10 @@ class GrabCutSegmenter(Segmenter):
 
     name = "grabcut"
 
-    def __init__(self, depth_band: float = 0.12, iterations: int = 5) -> None:
+    def __init__(self, depth_band: float = 0.12, iterations: int = 5, depth_edge: float = 0.1) -> None:
         self.depth_band = depth_band
         self.iterations = iterations
+        self.depth_edge = depth_edge
 
     def segment(
         self,
@@ -94,7 +96,7 @@ class GrabCutSegmenter(Segmenter):
         radius = max(1, int(round(0.015 * min(h, w))))
         labels = np.full((h, w), cv2.GC_BGD, np.uint8)
         if depth is not None:
-            region = depth_connected_region(depth, positive, self.depth_band)
+            region = depth_connected_region(depth, positive, self.depth_band, self.depth_edge)
             ys, xs = np.nonzero(region)
             pad = max(2, int(0.03 * max(h, w)))
             y0, y1 = max(0, ys.min() - pad), min(h, ys.max() + pad + 1)
