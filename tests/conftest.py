@@ -18,7 +18,7 @@ TINY_SPEC = {"num_views": 12, "width": 64, "height": 48, "seed": 0}
 TINY_STEPS = {"reconstruct": 300, "mask": 100, "total": 700}
 
 
-def run_cli(args, cwd: Path, timeout: int = 900, env_extra=None) -> subprocess.CompletedProcess:
+def run_cli(args, cwd: Path, timeout: int = 2400, env_extra=None) -> subprocess.CompletedProcess:
     """Run one of the installed commands (ns-train, ns-render, spin-nerf) and capture its output."""
     env = dict(os.environ, SPIN_NERF_NO_DOWNLOAD="1", PYTHONWARNINGS="ignore")
     env.update(env_extra or {})
