@@ -42,9 +42,10 @@ class SegmenterConfig(InstantiateConfig):
     """Which segmenter to use for the initial 2D masks."""
 
     _target: Type = field(default_factory=lambda: Segmenter)
-    backend: Literal["auto", "grabcut", "sam"] = "auto"
-    """'grabcut' needs no learned weights; 'sam' runs segment-anything with a checkpoint; 'auto' takes SAM when a
-    checkpoint is configured, cached or downloadable (unless SPIN_NERF_NO_DOWNLOAD=1), else grabcut."""
+    backend: Literal["auto", "grabcut", "sam"] = "grabcut"
+    """'grabcut' (the default) needs no learned weights and no network; 'sam' runs segment-anything with a checkpoint
+    (configured, cached, or downloaded); 'auto' takes SAM when a checkpoint is configured, cached or downloadable
+    (downloads unless SPIN_NERF_NO_DOWNLOAD=1), else says why in one line and uses grabcut."""
     checkpoint: Optional[Path] = None
     """SAM checkpoint file; None looks for the official files in torch's hub cache ($TORCH_HOME/hub/checkpoints)."""
     model_type: Literal["auto", "vit_b", "vit_l", "vit_h"] = "auto"
@@ -75,7 +76,7 @@ class SegmenterConfig(InstantiateConfig):
         from spin_nerfstudio.segmentation import sam_weights as W
 
         if self.backend == "grabcut":
-            return "grabcut", None, "configured"
+            return "grabcut", None, "selected"
         if self.checkpoint is not None:
             W.read_checkpoint(Path(self.checkpoint), self.model_type)  # one-line error when it is not usable
             return "sam", Path(self.checkpoint), "configured checkpoint"
@@ -116,7 +117,8 @@ class SegmenterConfig(InstantiateConfig):
         from spin_nerfstudio.segmentation.grabcut import GrabCutSegmenter
 
         seg = GrabCutSegmenter(depth_band=self.depth_band, iterations=self.iterations, depth_edge=self.depth_edge)
-        _print(f"spin-nerfstudio: segmenter backend '{seg.name}' (offline, no learned weights; {reason})")
+        why = "" if reason == "selected" else f"; {reason}"
+        _print(f"spin-nerfstudio: segmenter backend '{seg.name}' (offline, no learned weights{why})")
         return seg
 
 
