@@ -194,3 +194,24 @@ def test_agreement_outliers():
     # When the views do not mostly agree with the field, the field has not settled: nothing is dropped.
     assert agreement_outliers([0.1, 0.2, 0.3, 0.9], 0.5) == []
     assert agreement_outliers([0.0] * 10, 0.5) == []
+
+
+def test_segbench_clicks_and_table(varied: Scene, tmp_path):
+    from spin_nerfstudio.evaluation.segbench import click_file, format_table
+
+    root = tmp_path / "scene"
+    make_scene(root, varied_spec(2, 4, 80, 60), llff=False)
+    clicks = json.loads(click_file(root, 3, tmp_path / "c.json").read_text())["prompts"][0]
+    mask = load_ground_truth(root)["masks"][0]
+    assert clicks["image"] == "000.png" and len(clicks["positive"]) == 3 and clicks["negative"] == []
+    assert all(mask[y, x] for x, y in clicks["positive"])
+    row = {
+        "seed": 2, "shape": "box", "colours": "cool", "scale": 1.1, "clicks": 3, "partial_views": 2,
+        "initial_iou": 0.8, "field_iou": 0.9, "initial_acc": 0.99, "field_acc": 0.995,
+        "partial_initial_iou": 0.7, "partial_field_iou": 0.85, "ignored_views": ["003.png"], "seconds": 12.0,
+    }  # fmt: skip
+    table = format_table([row, dict(row, seed=3, initial_iou=0.6, field_iou=0.94)], "title")
+    lines = table.splitlines()
+    assert lines[0] == "title" and "2: 0.700/0.850" in lines[3]
+    mean = next(line for line in lines if line.startswith("mean "))
+    assert mean.split("|")[1].split() == ["0.700", "0.920"]
