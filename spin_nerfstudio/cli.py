@@ -1,4 +1,4 @@
-"""The ``spin-nerf`` command: make-scene, demo, evaluate."""
+"""The ``spin-nerf`` command: make-scene, demo, evaluate, segbench."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--width", type=int, default=120)
     s.add_argument("--height", type=int, default=90)
     s.add_argument("--no-llff", action="store_true", help="skip poses_bounds.npy")
+    s.add_argument(
+        "--vary",
+        action="store_true",
+        help="object shape/colour/size/position and partly-out-of-frame views from the seed",
+    )
 
     d = sub.add_parser("demo", help="generate a scene, remove its object on this machine, write a contact sheet")
     d.add_argument("--output", type=Path, default=Path("demo_output"))
@@ -32,6 +37,16 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--gt-masks", type=Path, default=None, help="binary PNGs named like the images, white = object")
     e.add_argument("--gt-images", type=Path, default=None, help="the same views without the object")
     e.add_argument("--output", type=Path, default=None, help="also write the JSON here")
+    e.add_argument(
+        "--mask-folder", default="masks", choices=["masks", "initial_masks"],
+        help="which of the run's masks --gt-masks scores: final (masks) or per-view propagated (initial_masks)",
+    )  # fmt: skip
+
+    b = sub.add_parser("segbench", help="initial vs mask-field IoU on varied generated scenes (issue 3 figures)")
+    b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    b.add_argument("--output", type=Path, default=Path("segbench_output"))
+    b.add_argument("--segmenter", default="grabcut", choices=["auto", "grabcut", "sam"])
+    b.add_argument("--quick", action="store_true", help="smaller scenes and fewer steps (a smoke run, not the figures)")
     return p
 
 
@@ -43,6 +58,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             from spin_nerfstudio.data.synthetic import SceneSpec, make_scene
 
             spec = SceneSpec(num_views=args.num_views, width=args.width, height=args.height, seed=args.seed)
+            if args.vary:
+                from spin_nerfstudio.data.synthetic import varied_spec
+
+                spec = varied_spec(args.seed, args.num_views, args.width, args.height)
             out = make_scene(args.output, spec, llff=not args.no_llff)
             print(f"spin-nerf: scene written to {out}")
         elif args.command == "demo":
@@ -55,7 +74,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             for path in (args.gt_masks, args.gt_images):
                 if path is not None and not path.is_dir():
                     raise SpinInputError(f"{path}: folder not found")
-            print(write_metrics(evaluate_run(args.load_config, args.gt_masks, args.gt_images), args.output))
+            result = evaluate_run(args.load_config, args.gt_masks, args.gt_images, args.mask_folder)
+            print(write_metrics(result, args.output))
+        elif args.command == "segbench":
+            from spin_nerfstudio.evaluation.segbench import run_segbench
+
+            run_segbench(args.output, seeds=args.seeds, segmenter=args.segmenter, quick=args.quick)
     except SpinInputError as err:
         print(f"spin-nerf: error: {err}", file=sys.stderr)
         return 2

@@ -46,7 +46,8 @@ from spin_nerfstudio.model.spin_model import (
 from spin_nerfstudio.prompts import PromptSet, SpinInputError, load_prompts, match_to_dataset
 from spin_nerfstudio.render import render_views
 from spin_nerfstudio.segmentation.base import SegmenterConfig
-from spin_nerfstudio.segmentation.propagate import PinholeView, dilate, lift, splat_mask, visible_projection
+from spin_nerfstudio.segmentation.multiview import agreement_ious, agreement_outliers, propagate_prompts
+from spin_nerfstudio.segmentation.propagate import PinholeView, dilate
 from spin_nerfstudio.stage_io import load_views, save_views, write_json
 
 # Folders of the run directory, one per stage output.
@@ -59,6 +60,8 @@ INPAINTED_DIR = "inpainted"
 INPAINTED_DEPTH_DIR = "inpainted_depth"
 PROMPT_FILE = "prompts.json"
 STAGES_FILE = "stages.json"
+AGREEMENT_FILE = "mask_agreement.json"
+MASK_SHEET = "masks_sheet.png"
 
 
 def fail(message: str) -> None:
@@ -92,6 +95,11 @@ class SpinPipelineConfig(VanillaPipelineConfig):
     """2D inpainter for colour and depth."""
     visibility_tolerance: float = 0.05
     """Relative depth slack when deciding whether a projected point is visible in another view."""
+    mask_outlier_iou: float = 0.5
+    """Halfway through the mask steps, views whose initial mask has IoU below this with the mask field's render
+    stop contributing to the mask loss (clicked views are always kept; 0 disables the check)."""
+    mask_sheet_views: int = 12
+    """Views shown in RUN/masks_sheet.png (initial and final masks over the images) when the final masks exist."""
     dilate_kernel: int = 5
     """Side of the square dilation kernel applied to the final masks before inpainting (SPIn-NeRF: 5)."""
     dilate_iterations: Optional[int] = None
@@ -143,6 +151,8 @@ class SpinPipeline(VanillaPipeline):
         self._waiting_note = False
         self._restored = False
         self.stage_times: Dict[str, float] = {}
+        self._segmenter_plan: Optional[tuple] = None
+        self._agreement_checked = False
         if test_mode == "val":
             try:
                 self._check_inputs()
@@ -161,6 +171,7 @@ class SpinPipeline(VanillaPipeline):
         if self.config.prompt_file is not None:
             self.prompts = load_prompts(self.config.prompt_file)
             self.prompt_views = match_to_dataset(self.prompts, names, sizes)
+            self._segmenter_plan = self.config.segmenter.resolve(str(self.device))
         if self.config.mask_dir is not None:
             self.given_masks = load_mask_dir(self.config.mask_dir, names, sizes)
         if self.config.reference_image is not None and Path(self.config.reference_image).name not in names:
@@ -221,6 +232,14 @@ class SpinPipeline(VanillaPipeline):
         elif stage == Stage.SEGMENT and step >= cfg.reconstruct_steps + cfg.mask_steps:
             masks = self._run_timed("final_masks", lambda: self._render_final_masks())
             self._finish_masks(masks, step)
+        elif (
+            stage == Stage.SEGMENT
+            and not self._agreement_checked
+            and cfg.mask_outlier_iou > 0
+            and step >= cfg.reconstruct_steps + cfg.mask_steps // 2
+        ):
+            self._agreement_checked = True
+            self._run_timed("mask_agreement", lambda: self._check_mask_agreement())
 
     def _run_timed(self, name: str, fn):
         start = time.time()
@@ -251,51 +270,82 @@ class SpinPipeline(VanillaPipeline):
     def _initial_masks(self, step: int) -> None:
         assert self.prompts is not None
         names = self.datamanager.image_names
-        images = self.datamanager.images_uint8()
-        views = self._views()
-        segmenter = self.config.segmenter.setup()
-        # Segment every clicked view, lift its mask to 3D and keep the points.
-        points, neg_points = [], []
-        ref_masks: Dict[int, np.ndarray] = {}
-        for prompt, k in zip(self.prompts.prompts, self.prompt_views):
-            depth, acc = self._depths[k], self._accumulations[k]
-            pos = np.asarray(prompt.positive, dtype=np.float64).reshape(-1, 2)
-            neg = np.asarray(prompt.negative, dtype=np.float64).reshape(-1, 2)
-            for x, y in pos:
-                if acc[int(y), int(x)] < 0.5 or not np.isfinite(depth[int(y), int(x)]):
-                    fail(f"{self.prompts.source}: click ({x:g}, {y:g}) in {prompt.image} lands on no surface")
-            mask = segmenter.segment(images[k], pos, neg, depth)
-            if not mask.any():
-                fail(f"{self.prompts.source}: the clicks in {prompt.image} select no object")
-            ref_masks[k] = mask
-            ys, xs = np.nonzero(_erode(mask))
-            if len(xs) == 0:
-                ys, xs = np.nonzero(mask)
-            pts, _ = lift(views[k], np.stack([xs, ys], -1), depth)
-            points.append(pts)
-            if len(neg):
-                neg_points.append(lift(views[k], neg, depth)[0])
-        cloud = np.concatenate(points, axis=0)
-        masks = []
-        for j in track(range(len(views)), description="Propagating masks", transient=True):
-            if j in ref_masks:
-                masks.append(ref_masks[j])
-                continue
-            xs, ys, _ = visible_projection(views[j], cloud, self._depths[j], self.config.visibility_tolerance)
-            prior = splat_mask(xs, ys, views[j].height, views[j].width, close=2)
-            masks.append(segmenter.refine(images[j], prior, self._depths[j]) if prior.any() else prior)
+        segmenter = self.config.segmenter.setup(device=str(self.device), resolved=self._segmenter_plan)
+        try:
+            result = propagate_prompts(
+                self.prompts, self.prompt_views, self.datamanager.images_uint8(), self._depths,
+                self._accumulations, self._views(), segmenter, self.config.visibility_tolerance,
+                self.config.segmenter.max_object_fraction,
+                progress=lambda it: track(it, description="Propagating masks", transient=True),
+            )  # fmt: skip
+        except SpinInputError as err:
+            fail(str(err))
+        masks = result.masks
+        self._initial = masks
         if self.run_dir is not None:
             save_views(self.run_dir / INITIAL_MASK_DIR, names, masks)
         self._attach_initial_masks(masks)
         self.spin_model.set_stage(Stage.SEGMENT)
         self._stage_start_step = step
         counts = sum(int(m.any()) for m in masks)
+        hidden = [n for n, st in zip(names, result.status) if st != "clicked" and st != "propagated"]
         CONSOLE.print(f"spin-nerfstudio: initial masks in {counts}/{len(masks)} views; fitting the mask head")
+        if hidden:
+            CONSOLE.print(
+                f"spin-nerfstudio: object out of frame or hidden (empty initial mask) in: {', '.join(hidden)}",
+                soft_wrap=True,
+            )
 
     def _attach_initial_masks(self, masks: List[np.ndarray]) -> None:
         t = torch.from_numpy(np.stack(masks)).float()[..., None]
         self.datamanager.set_view_data(INITIAL_MASK, t)
         self.datamanager.set_view_data(INITIAL_MASK_WEIGHT, torch.ones_like(t))
+
+    def _check_mask_agreement(self) -> None:
+        """Drop views whose initial mask disagrees with the mask field from the mask loss (weight 0)."""
+        names = self.datamanager.image_names
+        initial = getattr(self, "_initial", None)
+        if initial is None or len(initial) != len(names):
+            return
+        field_masks, small = self._render_masks_for_check(initial)
+        ious = agreement_ious(field_masks, small)
+        bad = agreement_outliers(ious, self.config.mask_outlier_iou, keep=self.prompt_views)
+        weights = torch.ones(len(names), *initial[0].shape, 1)
+        weights[bad] = 0.0
+        self.datamanager.set_view_data(INITIAL_MASK_WEIGHT, weights)
+        median = float(np.median(ious))
+        if bad:
+            listed = ", ".join(f"{names[i]} ({ious[i]:.2f})" for i in bad)
+            CONSOLE.print(
+                f"spin-nerfstudio: mask agreement: median IoU {median:.2f}; {len(bad)} view(s) below "
+                f"{self.config.mask_outlier_iou:g} no longer drive the mask field: {listed}",
+                soft_wrap=True,
+            )
+        else:
+            CONSOLE.print(f"spin-nerfstudio: mask agreement: median IoU {median:.2f}; every view agrees with the field")
+        if self.run_dir is not None:
+            write_json(
+                self.run_dir / AGREEMENT_FILE,
+                {"threshold": self.config.mask_outlier_iou, "iou": dict(zip(names, ious)),
+                 "ignored": [names[i] for i in bad]},
+            )  # fmt: skip
+
+    def _render_masks_for_check(self, initial: List[np.ndarray]) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+        """The field's masks at about half resolution (a quarter of the rays), with the initial masks resized."""
+        import copy
+
+        import cv2
+
+        cams = copy.deepcopy(self.datamanager.train_dataset.cameras)
+        factor = 0.5 if int(cams.width[0].item()) >= 64 else 1.0
+        cams.rescale_output_resolution(factor)
+        out = render_views(self.model, cams, keys=("object_mask",), description="Checking mask agreement")
+        field_masks = [m[..., 0] > self.spin_model.config.mask_threshold for m in out["object_mask"]]
+        small = [
+            cv2.resize(m.astype(np.float32), (f.shape[1], f.shape[0]), interpolation=cv2.INTER_AREA) >= 0.5
+            for m, f in zip(initial, field_masks)
+        ]
+        return field_masks, small
 
     # ------------------------------------------------------------------ stage: final masks
     def _render_final_masks(self) -> List[np.ndarray]:
@@ -319,9 +369,21 @@ class SpinPipeline(VanillaPipeline):
         if self.run_dir is not None:
             save_views(self.run_dir / MASK_DIR, names, masks)
             save_views(self.run_dir / REMOVAL_MASK_DIR, names, removal)
+            self._write_mask_sheet(masks)
         inpainted, inpainted_depth = self._run_timed("inpaint", lambda: self._inpaint(removal))
         self._attach_inpainting(masks, removal, inpainted, inpainted_depth)
         self._start_inpainted_fit(step)
+
+    def _write_mask_sheet(self, masks: List[np.ndarray]) -> None:
+        from spin_nerfstudio.evaluation.mask_sheet import write_mask_sheet
+
+        assert self.run_dir is not None
+        initial = getattr(self, "_initial", None)
+        path = write_mask_sheet(
+            self.run_dir / MASK_SHEET, self.datamanager.images_uint8(), masks, self.datamanager.image_names,
+            initial=initial, num_views=self.config.mask_sheet_views,
+        )  # fmt: skip
+        CONSOLE.print(f"spin-nerfstudio: masks over the images: {path}")
 
     # ------------------------------------------------------------------ stage: 2D inpainting
     def _inpaint(self, removal: List[np.ndarray]) -> Tuple[List[np.ndarray], List[np.ndarray]]:
@@ -422,7 +484,8 @@ class SpinPipeline(VanillaPipeline):
             if stage == Stage.SEGMENT:
                 initial = load_views(folder / INITIAL_MASK_DIR, names)
                 if initial is not None:
-                    self._attach_initial_masks([m > 0 for m in initial])
+                    self._initial = [m > 0 for m in initial]
+                    self._attach_initial_masks(self._initial)
                     CONSOLE.print(f"spin-nerfstudio: resumed segmentation with the initial masks in {folder}")
                     return
             else:
@@ -434,9 +497,3 @@ class SpinPipeline(VanillaPipeline):
                     CONSOLE.print(f"spin-nerfstudio: resumed the inpainted fit with the stage outputs in {folder}")
                     return
         fail(f"cannot resume stage '{stage.name.lower()}': its outputs are missing from the run folder")
-
-
-def _erode(mask: np.ndarray) -> np.ndarray:
-    import cv2
-
-    return cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0

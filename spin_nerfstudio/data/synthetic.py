@@ -22,9 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Tuple
 
 import numpy as np
 from PIL import Image
@@ -57,6 +57,13 @@ _WALL_PALETTE = np.array(
 _OBJECT_SIDE = np.array([0.86, 0.10, 0.05])  # red
 _OBJECT_STRIPE = np.array([0.98, 0.82, 0.06])  # yellow
 _OBJECT_TOP = np.array([0.98, 0.47, 0.05])  # orange
+# Other object palettes (side, stripe, top) for varied scenes; "warm" is the default above.
+_OBJECT_PALETTES = {
+    "warm": (_OBJECT_SIDE, _OBJECT_STRIPE, _OBJECT_TOP),
+    "cool": (np.array([0.10, 0.30, 0.90]), np.array([0.05, 0.85, 0.90]), np.array([0.55, 0.15, 0.85])),
+    "green": (np.array([0.10, 0.70, 0.15]), np.array([0.85, 0.90, 0.10]), np.array([0.05, 0.45, 0.10])),
+}
+SHAPES = ("box", "cylinder", "sphere")
 
 # Direction towards the light (upper left, in front of the object), and the ambient term of the shading.
 _LIGHT_DIR = np.array([-0.5, -0.7, 0.9]) / np.linalg.norm([-0.5, -0.7, 0.9])
@@ -75,6 +82,43 @@ class SceneSpec:
     """Image height in pixels."""
     seed: int = 0
     """Random seed controlling textures, object placement and camera jitter."""
+    shape: str = "box"
+    """Object shape: box, cylinder (vertical) or sphere, standing on the floor."""
+    object_palette: str = "warm"
+    """Object colours: warm (red, yellow stripe, orange top), cool (blue, cyan, violet) or green."""
+    object_scale: float = 1.0
+    """Object size relative to the default (a box of about 0.44 x 0.44 x 0.52)."""
+    object_offset: Tuple[float, float] = (0.0, 0.0)
+    """Shift of the object on the floor (x, y) in world units; the cameras keep looking at the unshifted spot."""
+    partial_views: int = 0
+    """How many of the last views are aimed beside the object, so that it is partly or wholly out of frame."""
+
+
+def varied_spec(seed: int, num_views: int = 16, width: int = 96, height: int = 72) -> SceneSpec:
+    """A scene spec whose object shape, colours, size and position, and 2 or 3 partly-out-of-frame views, follow
+    ``seed`` (drawn from a stream separate from the scene's own, so the rest of the scene is as for ``seed``)."""
+    rng = np.random.default_rng([seed, 7919])
+    return SceneSpec(
+        num_views=num_views,
+        width=width,
+        height=height,
+        seed=seed,
+        shape=str(SHAPES[int(rng.integers(len(SHAPES)))]),
+        object_palette=str(sorted(_OBJECT_PALETTES)[int(rng.integers(len(_OBJECT_PALETTES)))]),
+        object_scale=float(rng.uniform(0.7, 1.25)),
+        object_offset=(float(rng.uniform(-0.25, 0.25)), float(rng.uniform(-0.2, 0.2))),
+        partial_views=int(rng.integers(2, 4)),
+    )
+
+
+def _spec_json(spec: SceneSpec) -> dict:
+    """The spec for scene.json: the variation fields only where they differ from the defaults."""
+    default = SceneSpec()
+    base = ("num_views", "width", "height", "seed")
+    out = asdict(spec)
+    return {
+        f.name: out[f.name] for f in fields(spec) if f.name in base or getattr(spec, f.name) != getattr(default, f.name)
+    }
 
 
 @dataclass
@@ -121,6 +165,10 @@ class _Scene:
     focal: float
     cx: float
     cy: float
+    shape: str = "box"
+    """Object shape (see ``SceneSpec.shape``)."""
+    palette: tuple = (_OBJECT_SIDE, _OBJECT_STRIPE, _OBJECT_TOP)
+    """Object colours: side, stripe, top."""
 
 
 def _make_texture(rng: np.random.Generator, palette: np.ndarray, waves: int = 3) -> _Texture:
@@ -166,6 +214,15 @@ def _sample_scene(spec: SceneSpec) -> _Scene:
     box_max = np.array([center_xy[0] + half_xy[0], center_xy[1] + half_xy[1], box_height])
     stripe_mid = box_height * rng.uniform(0.45, 0.55)
     stripe_z = (stripe_mid - 0.05, stripe_mid + 0.05)
+    look_height = box_height
+    if spec.object_scale != 1.0 or tuple(spec.object_offset) != (0.0, 0.0):
+        centre = center_xy + np.asarray(spec.object_offset, dtype=np.float64)
+        half, box_height = half_xy * spec.object_scale, box_height * spec.object_scale
+        box_min = np.array([centre[0] - half[0], centre[1] - half[1], 0.0])
+        box_max = np.array([centre[0] + half[0], centre[1] + half[1], box_height])
+        stripe_mid *= spec.object_scale
+        stripe_z = (stripe_mid - 0.05 * spec.object_scale, stripe_mid + 0.05 * spec.object_scale)
+    aside = np.random.default_rng([spec.seed, 104729])  # separate stream: the default scene stays unchanged
 
     # Jittered grid of camera centres about 2.3 units in front of the object.
     cols = max(1, math.ceil(math.sqrt(spec.num_views * 1.5)))
@@ -174,7 +231,7 @@ def _sample_scene(spec: SceneSpec) -> _Scene:
     zs = np.linspace(1.3, 0.7, rows) if rows > 1 else np.ones(1)
     dx = 1.6 / max(cols - 1, 1)
     dz = 0.6 / max(rows - 1, 1)
-    look_center = np.array([center_xy[0], center_xy[1], 0.45 * box_height])
+    look_center = np.array([center_xy[0], center_xy[1], 0.45 * look_height])
     c2ws = []
     for i in range(spec.num_views):
         r, c = divmod(i, cols)
@@ -186,6 +243,12 @@ def _sample_scene(spec: SceneSpec) -> _Scene:
             ]
         )
         target = look_center + rng.uniform(-0.04, 0.04, size=3)
+        if i >= spec.num_views - spec.partial_views:
+            # Aim beside the object, alternating sides: it lands on the image border.
+            forward = (target - position) / np.linalg.norm(target - position)
+            right = np.cross(forward, np.array([0.0, 0.0, 1.0]))
+            side = 1.0 if (spec.num_views - i) % 2 else -1.0
+            target = target + side * aside.uniform(0.85, 1.1) * right / np.linalg.norm(right)
         c2ws.append(_look_at(position, target))
 
     focal = 0.5 * spec.width / math.tan(math.radians(HORIZONTAL_FOV_DEG) / 2.0)
@@ -196,6 +259,8 @@ def _sample_scene(spec: SceneSpec) -> _Scene:
         box_min=box_min,
         box_max=box_max,
         stripe_z=(float(stripe_z[0]), float(stripe_z[1])),
+        shape=spec.shape,
+        palette=_OBJECT_PALETTES[spec.object_palette],
         c2ws=np.stack(c2ws),
         focal=float(focal),
         cx=spec.width / 2.0,
@@ -248,22 +313,29 @@ def _render_view(scene: _Scene, c2w: np.ndarray, width: int, height: int) -> dic
     wall_rgb = scene.wall(p_bg[..., 0], p_bg[..., 2]) * _shade(np.array([0.0, -1.0, 0.0]))
     rgb_bg = np.where(hit_wall[..., None], wall_rgb, floor_rgb)
 
-    # Ray / axis-aligned box intersection (slab method).
-    safe = np.where(np.abs(dirs) < 1e-12, 1e-12, dirs)
-    t1 = (scene.box_min - origin) / safe
-    t2 = (scene.box_max - origin) / safe
-    t_lo = np.minimum(t1, t2)
-    t_near = t_lo.max(axis=-1)
-    t_far = np.maximum(t1, t2).min(axis=-1)
-    mask = (t_near <= t_far) & (t_near > 0) & (t_near < t_bg)
+    if scene.shape == "box":
+        # Ray / axis-aligned box intersection (slab method).
+        safe = np.where(np.abs(dirs) < 1e-12, 1e-12, dirs)
+        t1 = (scene.box_min - origin) / safe
+        t2 = (scene.box_max - origin) / safe
+        t_lo = np.minimum(t1, t2)
+        t_near = t_lo.max(axis=-1)
+        t_far = np.maximum(t1, t2).min(axis=-1)
+        mask = (t_near <= t_far) & (t_near > 0) & (t_near < t_bg)
 
-    axis = t_lo.argmax(axis=-1)
-    normal = np.zeros_like(dirs)
-    np.put_along_axis(normal, axis[..., None], -np.sign(np.take_along_axis(dirs, axis[..., None], axis=-1)), -1)
+        axis = t_lo.argmax(axis=-1)
+        normal = np.zeros_like(dirs)
+        np.put_along_axis(normal, axis[..., None], -np.sign(np.take_along_axis(dirs, axis[..., None], axis=-1)), -1)
+        top = axis == 2
+    else:
+        t_near, normal, top = _round_object(scene, origin, dirs)
+        mask = np.isfinite(t_near) & (t_near < t_bg)
+        t_near = np.where(mask, t_near, 0.0)
+    side_rgb, stripe_rgb, top_rgb = scene.palette
     p_obj = origin + t_near[..., None] * dirs
     in_stripe = (p_obj[..., 2] >= scene.stripe_z[0]) & (p_obj[..., 2] <= scene.stripe_z[1])
-    albedo = np.where(in_stripe[..., None], _OBJECT_STRIPE, _OBJECT_SIDE)
-    albedo = np.where((axis == 2)[..., None], _OBJECT_TOP, albedo)
+    albedo = np.where(in_stripe[..., None], stripe_rgb, side_rgb)
+    albedo = np.where(top[..., None], top_rgb, albedo)
     rgb_obj = albedo * _shade(normal)[..., None]
 
     surface = np.where(mask, _OBJECT, np.where(hit_wall, _WALL, _FLOOR))
@@ -275,6 +347,51 @@ def _render_view(scene: _Scene, c2w: np.ndarray, width: int, height: int) -> dic
         "mask": mask,
         "surface": surface,
     }
+
+
+def _round_object(scene: _Scene, origin: np.ndarray, dirs: np.ndarray) -> tuple:
+    """Nearest hit (t, inf where none), unit normal and top-face flag of a vertical cylinder or a sphere.
+
+    Both fit the box ``box_min``..``box_max``: the cylinder's radius is the box's smaller half-width; the sphere's
+    radius is half the box height, resting on the floor at the box's centre.
+    """
+    centre = (scene.box_min + scene.box_max) / 2.0
+    height = float(scene.box_max[2])
+    o = origin - np.array([centre[0], centre[1], 0.0])
+    if scene.shape == "sphere":
+        radius = height / 2.0
+        oc = o - np.array([0.0, 0.0, radius])
+        b = np.sum(dirs * oc, axis=-1)
+        a = np.sum(dirs * dirs, axis=-1)
+        disc = b * b - a * (np.dot(oc, oc) - radius**2)
+        with np.errstate(invalid="ignore"):
+            t = (-b - np.sqrt(disc)) / a
+        t = np.where((disc >= 0) & (t > 0), t, np.inf)
+        p = oc + np.where(np.isfinite(t), t, 0.0)[..., None] * dirs
+        normal = p / radius
+        return t, normal, normal[..., 2] > 0.92
+    if scene.shape != "cylinder":
+        raise ValueError(f"unknown object shape '{scene.shape}' (expected one of {', '.join(SHAPES)})")
+    radius = float(min(scene.box_max[0] - scene.box_min[0], scene.box_max[1] - scene.box_min[1]) / 2.0)
+    dxy = dirs[..., :2]
+    a = np.sum(dxy * dxy, axis=-1)
+    b = np.sum(dxy * o[:2], axis=-1)
+    disc = b * b - a * (np.dot(o[:2], o[:2]) - radius**2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_side = (-b - np.sqrt(disc)) / a
+        z_side = o[2] + t_side * dirs[..., 2]
+        t_side = np.where((disc >= 0) & (t_side > 0) & (z_side >= 0) & (z_side <= height), t_side, np.inf)
+        t_top = np.where(dirs[..., 2] < 0, (height - o[2]) / dirs[..., 2], np.inf)
+    p_top = o + np.where(np.isfinite(t_top), t_top, 0.0)[..., None] * dirs
+    t_top = np.where(
+        np.isfinite(t_top) & (t_top > 0) & (np.sum(p_top[..., :2] ** 2, axis=-1) <= radius**2), t_top, np.inf
+    )
+    top = t_top < t_side
+    t = np.minimum(t_side, t_top)
+    p = o + np.where(np.isfinite(t), t, 0.0)[..., None] * dirs
+    side_normal = np.concatenate([p[..., :2] / radius, np.zeros_like(p[..., :1])], axis=-1)
+    normal = np.where(top[..., None], np.array([0.0, 0.0, 1.0]), side_normal)
+    return t, normal, top
 
 
 def _to_uint8(rgb: np.ndarray) -> np.ndarray:
@@ -383,7 +500,8 @@ def make_scene(out_dir: Path, spec: SceneSpec | None = None, llff: bool = True) 
         name = f"{i:0{digits}d}"
         view = _render_view(scene, c2w, spec.width, spec.height)
         mask = view["mask"]
-        if not mask.any() or mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any():
+        partial = i >= spec.num_views - spec.partial_views
+        if not partial and (not mask.any() or mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()):
             raise RuntimeError(f"object not fully inside view {name}")
         Image.fromarray(_to_uint8(view["rgb"])).save(out_dir / "images" / f"{name}.png")
         Image.fromarray(_to_uint8(view["rgb_bg"])).save(out_dir / "background" / f"{name}.png")
@@ -418,7 +536,7 @@ def make_scene(out_dir: Path, spec: SceneSpec | None = None, llff: bool = True) 
         out_dir / "scene.json",
         {
             "seed": spec.seed,
-            "spec": asdict(spec),
+            "spec": _spec_json(spec),
             "object_bounds": {"min": scene.box_min.tolist(), "max": scene.box_max.tolist()},
             "object_center": ((scene.box_min + scene.box_max) / 2.0).tolist(),
             "wall_y": scene.wall_y,

@@ -66,7 +66,7 @@ def _mean(values: List[Optional[float]]) -> Optional[float]:
 
 
 def evaluate_run(
-    load_config: Path, gt_masks: Optional[Path] = None, gt_images: Optional[Path] = None
+    load_config: Path, gt_masks: Optional[Path] = None, gt_images: Optional[Path] = None, mask_folder: str = MASK_DIR
 ) -> Dict[str, object]:
     """Compute the metrics of one run; returns the JSON-ready dictionary."""
     from nerfstudio.utils.eval_utils import eval_setup
@@ -78,13 +78,22 @@ def evaluate_run(
         raise SpinInputError(f"{load_config}: run config not found")
     safe_load.allow_nerfstudio_checkpoints()
     _, pipeline, _, step = eval_setup(load_config, test_mode="test")
-    return evaluate_pipeline(pipeline, load_config.parent, int(step), gt_masks, gt_images)[0]
+    return evaluate_pipeline(pipeline, load_config.parent, int(step), gt_masks, gt_images, mask_folder)[0]
 
 
 def evaluate_pipeline(
-    pipeline, run_dir: Path, step: int, gt_masks: Optional[Path] = None, gt_images: Optional[Path] = None
+    pipeline,
+    run_dir: Path,
+    step: int,
+    gt_masks: Optional[Path] = None,
+    gt_images: Optional[Path] = None,
+    mask_folder: str = MASK_DIR,
 ) -> Tuple[Dict[str, object], Optional[List[np.ndarray]]]:
-    """Metrics of a loaded pipeline whose stage outputs are in ``run_dir``; also returns the renders, if made."""
+    """Metrics of a loaded pipeline whose stage outputs are in ``run_dir``; also returns the renders, if made.
+
+    ``mask_folder`` names the run's mask folder that ``--gt-masks`` scores: ``masks`` (final, the default) or
+    ``initial_masks`` (the per-view propagated masks before the mask field).
+    """
     import torch
 
     from spin_nerfstudio.render import render_views
@@ -94,17 +103,19 @@ def evaluate_pipeline(
     cams = dm.train_dataset.cameras
     shape = (int(cams.height[0].item()), int(cams.width[0].item()))
     result: Dict[str, object] = {"run": str(run_dir), "step": step, "num_views": len(names), "notes": []}
+    if mask_folder != MASK_DIR:
+        result["mask_folder"] = mask_folder
     notes: List[str] = result["notes"]  # type: ignore[assignment]
     per_view: List[Dict[str, object]] = [{"image": n} for n in names]
 
-    run_masks_raw = load_views(run_dir / MASK_DIR, names)
+    run_masks_raw = load_views(run_dir / mask_folder, names)
     run_masks = [m > 0 for m in run_masks_raw] if run_masks_raw is not None else None
     gt_mask_list = _read_gt_masks(Path(gt_masks), names, shape) if gt_masks is not None else None
 
     if gt_mask_list is not None:
         if run_masks is None:
             raise SpinInputError(
-                f"{run_dir / MASK_DIR}: the run has no final masks (did it reach the inpainting stage?)"
+                f"{run_dir / mask_folder}: the run has no such masks (did it reach the inpainting stage?)"
             )
         for pv, pred, gt in zip(per_view, run_masks, gt_mask_list):
             pv["mask_iou"], pv["mask_accuracy"] = M.mask_scores(pred, gt)

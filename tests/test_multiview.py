@@ -1,0 +1,217 @@
+"""Initial masks from clicks across views (with the generator's exact depth), bad clicks, and the agreement check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spin_nerfstudio.data.synthetic import SceneSpec, load_ground_truth, make_scene, varied_spec
+from spin_nerfstudio.evaluation.metrics import mask_scores
+from spin_nerfstudio.prompts import PromptSet, SpinInputError, parse_prompts
+from spin_nerfstudio.segmentation.base import Segmenter
+from spin_nerfstudio.segmentation.grabcut import GrabCutSegmenter
+from spin_nerfstudio.segmentation.multiview import (
+    agreement_ious,
+    agreement_outliers,
+    border_spans,
+    check_object_mask,
+    propagate_prompts,
+)
+from spin_nerfstudio.segmentation.propagate import PinholeView
+
+
+class Scene:
+    """A generated scene with its cameras and ray-distance depth (what the pipeline renders)."""
+
+    def __init__(self, root: Path) -> None:
+        self.gt = load_ground_truth(root)
+        tf = json.loads((root / "transforms.json").read_text())
+        self.views = [
+            PinholeView(
+                np.asarray(f["transform_matrix"])[:3], tf["fl_x"], tf["fl_y"], tf["cx"], tf["cy"], tf["w"], tf["h"]
+            )
+            for f in tf["frames"]
+        ]
+        self.depth = []
+        for v, z in zip(self.views, self.gt["depth"]):
+            ys, xs = np.mgrid[: v.height, : v.width]
+            cos = v.rays(np.stack([xs.ravel(), ys.ravel()], -1)) @ (-v.c2w[:, 2])
+            self.depth.append((z.ravel() / cos).reshape(z.shape).astype(np.float32))
+        self.acc = [np.ones_like(d) for d in self.depth]
+        self.names = self.gt["names"]
+
+    def run(self, prompts: PromptSet, segmenter: Segmenter, depth=None, acc=None):
+        index = {n: i for i, n in enumerate(self.names)}
+        return propagate_prompts(
+            prompts, [index[p.image] for p in prompts.prompts], self.gt["images"], depth or self.depth,
+            acc or self.acc, self.views, segmenter,
+        )  # fmt: skip
+
+
+def prompt(image: str, positive, negative=()) -> PromptSet:
+    return parse_prompts({"prompts": [{"image": image, "positive": positive, "negative": list(negative)}]}, "p.json")
+
+
+@pytest.fixture(scope="module")
+def varied(tmp_path_factory) -> Scene:
+    # Seed 2: a blue box with two views aimed beside it (one cuts it at the image border).
+    return Scene(make_scene(tmp_path_factory.mktemp("varied") / "s", varied_spec(2, 12, 80, 60), llff=False))
+
+
+@pytest.fixture(scope="module")
+def default(tmp_path_factory) -> Scene:
+    return Scene(make_scene(tmp_path_factory.mktemp("default") / "s", SceneSpec(num_views=6, seed=0), llff=False))
+
+
+def test_grabcut_propagation_matches_ground_truth(varied: Scene):
+    gt = varied.gt["masks"]
+    cx, cy = np.argwhere(gt[0]).mean(0)[::-1]
+    result = varied.run(prompt("000.png", [[float(cx), float(cy)]]), GrabCutSegmenter())
+    ious = [mask_scores(m, g)[0] for m, g in zip(result.masks, gt)]
+    assert result.status[0] == "clicked" and result.status.count("propagated") >= 10
+    assert np.mean(ious) > 0.85, np.round(ious, 2)
+    partial = [i for i, g in enumerate(gt) if g.any() and border_spans(g)["left"] | border_spans(g)["right"]]
+    assert partial and all(ious[i] > 0.6 for i in partial), [ious[i] for i in partial]
+
+
+def test_hidden_or_out_of_frame_views_get_empty_masks(varied: Scene):
+    gt = varied.gt["masks"]
+    cx, cy = np.argwhere(gt[0]).mean(0)[::-1]
+    depth = [d.copy() for d in varied.depth]
+    depth[3][:] = 0.5  # a surface right in front of camera 3 hides everything behind it
+    result = varied.run(prompt("000.png", [[float(cx), float(cy)]]), GrabCutSegmenter(), depth=depth)
+    assert result.status[3] == "out of frame or hidden" and not result.masks[3].any()
+    assert result.visible_points[3] == 0 and result.visible_points[4] > 100
+
+    # A view aimed away from the object (moved far to the side) sees nothing of it either.
+    views = list(varied.views)
+    far = PinholeView(views[5].c2w.copy(), views[5].fx, views[5].fy, views[5].cx, views[5].cy, views[5].width, 60)
+    far.c2w[:, 3] += 40.0 * far.c2w[:, 0]
+    index = {n: i for i, n in enumerate(varied.names)}
+    out = propagate_prompts(
+        prompt("000.png", [[float(cx), float(cy)]]), [index["000.png"]], varied.gt["images"], varied.depth,
+        varied.acc, views[:5] + [far] + views[6:], GrabCutSegmenter(),
+    )  # fmt: skip
+    assert out.status[5] == "out of frame or hidden" and not out.masks[5].any()
+
+
+class HalfSegmenter(Segmenter):
+    """Returns only the half of the true object mask on the side of the click (refine: the prior as is)."""
+
+    def __init__(self, scene: Scene) -> None:
+        self.scene = scene
+
+    def segment(self, image, positive, negative, depth=None):
+        k = next(i for i, im in enumerate(self.scene.gt["images"]) if np.array_equal(im, image))
+        mask = self.scene.gt["masks"][k]
+        cx = np.argwhere(mask)[:, 1].mean()
+        cols = np.arange(mask.shape[1])[None, :]
+        return mask & ((cols < cx) if positive[0][0] < cx else (cols >= cx))
+
+
+def test_clicks_in_several_images_are_all_used(default: Scene):
+    gt = default.gt["masks"]
+
+    def click(k, side):
+        ys, xs = np.nonzero(gt[k])
+        x = np.percentile(xs, 25 if side == "left" else 75)
+        return [float(x), float(np.median(ys))]
+
+    seg = HalfSegmenter(default)
+    left = default.run(prompt("000.png", [click(0, "left")]), seg)
+    both = parse_prompts(
+        {"prompts": [{"image": "000.png", "positive": [click(0, "left")]},
+                     {"image": "003.png", "positive": [click(3, "right")]}]},
+        "p.json",
+    )  # fmt: skip
+    merged = default.run(both, seg)
+    assert merged.status[0] == merged.status[3] == "clicked"
+    for j in (1, 2, 4, 5):
+        iou_left, iou_both = mask_scores(left.masks[j], gt[j])[0], mask_scores(merged.masks[j], gt[j])[0]
+        assert iou_left < 0.65 and iou_both > max(0.65, iou_left + 0.3), (j, iou_left, iou_both)
+
+
+def test_click_on_background_or_on_no_surface_is_refused(default: Scene):
+    gt = default.gt["masks"][0]
+    h, w = gt.shape
+    with pytest.raises(SpinInputError) as info:
+        default.run(prompt("000.png", [[w * 0.5, h - 4]]), GrabCutSegmenter())  # the floor
+    assert "p.json: 000.png: the clicked region" in str(info.value) and "looks like background" in str(info.value)
+    with pytest.raises(SpinInputError, match="looks like background"):
+        default.run(prompt("000.png", [[w * 0.5, 5]]), GrabCutSegmenter())  # the wall
+    with pytest.raises(SpinInputError, match="does not stand in front of its surroundings"):
+        default.run(prompt("000.png", [[w * 0.2, h * 0.33]]), GrabCutSegmenter())  # a patch of wall
+    ys, xs = np.nonzero(gt)
+    acc = [a.copy() for a in default.acc]
+    acc[0][:] = 0.0
+    with pytest.raises(
+        SpinInputError, match=r"p.json: click \([\d.]+, [\d.]+\) in 000.png lands on no surface \(rendered opacity 0.00"
+    ):
+        default.run(prompt("000.png", [[float(xs.mean()), float(ys.mean())]]), GrabCutSegmenter(), acc=acc)
+
+
+def test_check_object_mask_messages():
+    mask = np.zeros((30, 40), bool)
+    with pytest.raises(SpinInputError, match="select no object"):
+        check_object_mask(mask, "a.json: 0.png", 0.6)
+    mask[10:20, 0:40] = True
+    with pytest.raises(SpinInputError, match="spans the image from edge to edge"):
+        check_object_mask(mask, "a.json: 0.png", 0.6)
+    mask[:] = False
+    mask[0:25, 0:30] = True
+    with pytest.raises(SpinInputError, match="covers 62% of the image"):
+        check_object_mask(mask, "a.json: 0.png", 0.6)
+    check_object_mask(mask, "a.json: 0.png", 1.0)  # the check is off
+    mask[:] = False
+    mask[5:25, 0:12] = True  # an object cut by the left border is fine
+    check_object_mask(mask, "a.json: 0.png", 0.6)
+    depth = np.full(mask.shape, 2.0, np.float32)
+    with pytest.raises(SpinInputError, match=r"only 0% of its outline is a depth step"):
+        check_object_mask(mask, "a.json: 0.png", 0.6, depth)  # flat: a patch of one surface
+    depth[mask] = 1.0
+    check_object_mask(mask, "a.json: 0.png", 0.6, depth)  # in front of what surrounds it
+    mask[:] = False
+    mask[10:13, 10:13] = True
+    with pytest.raises(SpinInputError, match="is only 9 pixels"):
+        check_object_mask(mask, "a.json: 0.png", 0.6, depth)
+
+
+def test_agreement_outliers():
+    truth = np.zeros((20, 20), bool)
+    truth[5:15, 5:15] = True
+    wrong = np.zeros_like(truth)
+    wrong[0:20, 10:20] = True
+    empty = np.zeros_like(truth)
+    field = [truth, truth, truth, empty, truth]
+    initial = [truth, wrong, truth, empty, empty]
+    ious = agreement_ious(field, initial)
+    assert ious == pytest.approx([1.0, 50 / 250, 1.0, 1.0, 0.0])
+    assert agreement_outliers(ious, 0.5) == [1, 4]
+    assert agreement_outliers(ious, 0.5, keep=[1]) == [4]
+    # When the views do not mostly agree with the field, the field has not settled: nothing is dropped.
+    assert agreement_outliers([0.1, 0.2, 0.3, 0.9], 0.5) == []
+    assert agreement_outliers([0.0] * 10, 0.5) == []
+
+
+def test_segbench_clicks_and_table(varied: Scene, tmp_path):
+    from spin_nerfstudio.evaluation.segbench import click_file, format_table
+
+    root = tmp_path / "scene"
+    make_scene(root, varied_spec(2, 4, 80, 60), llff=False)
+    clicks = json.loads(click_file(root, 3, tmp_path / "c.json").read_text())["prompts"][0]
+    mask = load_ground_truth(root)["masks"][0]
+    assert clicks["image"] == "000.png" and len(clicks["positive"]) == 3 and clicks["negative"] == []
+    assert all(mask[y, x] for x, y in clicks["positive"])
+    row = {
+        "seed": 2, "shape": "box", "colours": "cool", "scale": 1.1, "clicks": 3, "partial_views": 2,
+        "initial_iou": 0.8, "field_iou": 0.9, "initial_acc": 0.99, "field_acc": 0.995,
+        "partial_initial_iou": 0.7, "partial_field_iou": 0.85, "ignored_views": ["003.png"], "seconds": 12.0,
+    }  # fmt: skip
+    table = format_table([row, dict(row, seed=3, initial_iou=0.6, field_iou=0.94)], "title")
+    lines = table.splitlines()
+    assert lines[0] == "title" and "2: 0.700/0.850" in lines[3]
+    mean = next(line for line in lines if line.startswith("mean "))
+    assert mean.split("|")[1].split() == ["0.700", "0.920"]

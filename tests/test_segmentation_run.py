@@ -1,0 +1,41 @@
+"""What the tiny end-to-end run wrote for segmentation: the agreement check and the masks contact sheet."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from spin_nerfstudio.evaluation.metrics import mask_scores
+
+
+def test_mask_agreement_was_checked_and_logged(tiny_run, tiny_scene):
+    names = sorted(p.name for p in (tiny_scene / "images").glob("*.png"))
+    report = json.loads((tiny_run / "mask_agreement.json").read_text())
+    assert report["threshold"] == 0.5 and sorted(report["iou"]) == names
+    assert all(0.0 <= v <= 1.0 for v in report["iou"].values())
+    assert set(report["ignored"]) <= set(names) and "000.png" not in report["ignored"]  # the clicked view stays
+    assert len(report["ignored"]) <= len(names) // 2
+    log = (tiny_run / "train.log").read_text()
+    median = float(np.median(list(report["iou"].values())))
+    assert f"spin-nerfstudio: mask agreement: median IoU {median:.2f};" in log
+    # Views dropped from the mask loss disagreed with the field; the others' initial masks are mostly right.
+    kept = [n for n in names if n not in report["ignored"]]
+    gt = {n: np.array(Image.open(tiny_scene / "masks" / n)) > 0 for n in names}
+    initial = {n: np.array(Image.open(tiny_run / "initial_masks" / n)) > 0 for n in names}
+    assert np.mean([mask_scores(initial[n], gt[n])[0] for n in kept]) > 0.6
+
+
+def test_masks_contact_sheet_shows_the_final_masks(tiny_run, tiny_scene):
+    sheet = np.asarray(Image.open(tiny_run / "masks_sheet.png").convert("RGB")).astype(int)
+    # 12 views, 4 to a row, each as image | initial | final, 64x48 tiles scaled by 3 (at least 160 px wide).
+    tile_w, tile_h, pad, top = 64 * 3, 48 * 3, 4, 34
+    assert sheet.shape[1] == 12 * (tile_w + pad) + pad and sheet.shape[0] == top + 3 * (tile_h + pad) + pad
+    final = np.array(Image.open(tiny_run / "masks" / "000.png")) > 0
+    x0, y0 = pad + 2 * (tile_w + pad), top + pad  # view 000's final-mask tile
+    tile = sheet[y0 : y0 + tile_h : 3, x0 : x0 + tile_w : 3]
+    image = np.asarray(Image.open(tiny_scene / "images" / "000.png").convert("RGB")).astype(int)
+    tinted = np.round(0.5 * image + 0.5 * np.array([255, 0, 255]))
+    assert np.abs(tile[final] - tinted[final]).max() <= 1 and final.any()
+    assert np.abs(tile[~final] - image[~final]).max() <= 1
