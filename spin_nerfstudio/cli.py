@@ -1,4 +1,4 @@
-"""The ``spin-nerf`` command: make-scene, demo, evaluate."""
+"""The ``spin-nerf`` command: make-scene, demo, evaluate, bench."""
 
 from __future__ import annotations
 
@@ -32,11 +32,18 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--gt-masks", type=Path, default=None, help="binary PNGs named like the images, white = object")
     e.add_argument("--gt-images", type=Path, default=None, help="the same views without the object")
     e.add_argument("--output", type=Path, default=None, help="also write the JSON here")
+
+    from spin_nerfstudio.evaluation.bench import add_arguments
+
+    add_arguments(sub.add_parser("bench", help="time and score the CPU field against nerfacto's torch path"))
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``spin-nerf``."""
+    from spin_nerfstudio.cpu import prefer_passive_openmp
+
+    prefer_passive_openmp()  # before torch is imported; see spin_nerfstudio/cpu.py
     args = _parser().parse_args(argv)
     try:
         if args.command == "make-scene":
@@ -56,6 +63,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if path is not None and not path.is_dir():
                     raise SpinInputError(f"{path}: folder not found")
             print(write_metrics(evaluate_run(args.load_config, args.gt_masks, args.gt_images), args.output))
+        elif args.command == "bench":
+            from spin_nerfstudio.evaluation.bench import run_bench, settings_from_args
+
+            report = run_bench(args.output, settings_from_args(args), args.demo_output, args.run_demo)
+            print(report["table"])
     except SpinInputError as err:
         print(f"spin-nerf: error: {err}", file=sys.stderr)
         return 2

@@ -143,6 +143,7 @@ class SpinPipeline(VanillaPipeline):
         self._waiting_note = False
         self._restored = False
         self.stage_times: Dict[str, float] = {}
+        self._fit_start: Optional[float] = None
         if test_mode == "val":
             try:
                 self._check_inputs()
@@ -205,10 +206,13 @@ class SpinPipeline(VanillaPipeline):
     def _advance(self, step: int) -> None:
         if not self._restored:
             self._restored = True
+            self._fit_start = time.time()
             self._restore_stage_outputs()
         stage = self.spin_model.stage
         cfg = self.config
         if stage == Stage.RECONSTRUCT and step >= cfg.reconstruct_steps:
+            if self.given_masks is not None or self.prompts is not None:
+                self._fit_done(stage)
             if self.given_masks is not None:
                 self._run_timed("render", lambda: self._render_reconstruction())
                 self._finish_masks([m.astype(bool) for m in self.given_masks], step)
@@ -219,8 +223,15 @@ class SpinPipeline(VanillaPipeline):
                 self._waiting_note = True
                 CONSOLE.print("spin-nerfstudio: reconstruction done; waiting for clicks on the object in the viewer")
         elif stage == Stage.SEGMENT and step >= cfg.reconstruct_steps + cfg.mask_steps:
+            self._fit_done(stage)
             masks = self._run_timed("final_masks", lambda: self._render_final_masks())
             self._finish_masks(masks, step)
+
+    def _fit_done(self, stage: Stage) -> None:
+        """Record the training seconds of a finished stage (``fit_<stage>`` in stages.json)."""
+        if self._fit_start is not None:
+            self.stage_times[f"fit_{stage.name.lower()}"] = time.time() - self._fit_start
+        self._fit_start = None
 
     def _run_timed(self, name: str, fn):
         start = time.time()
@@ -289,6 +300,7 @@ class SpinPipeline(VanillaPipeline):
         self._attach_initial_masks(masks)
         self.spin_model.set_stage(Stage.SEGMENT)
         self._stage_start_step = step
+        self._fit_start = time.time()
         counts = sum(int(m.any()) for m in masks)
         CONSOLE.print(f"spin-nerfstudio: initial masks in {counts}/{len(masks)} views; fitting the mask head")
 
