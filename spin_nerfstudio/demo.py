@@ -121,6 +121,7 @@ def run_demo(
     from spin_nerfstudio.evaluation.bench import peak_rss_mb
 
     metrics["peak_rss_mb"] = peak_rss_mb()
+    metrics["timing_seconds"]["cpu"] = time.process_time()  # user + system, all threads: less load-dependent
     metrics["device"] = device
     metrics["encoding"] = getattr(pipeline.model, "encoding_kind", None)
     write_metrics(metrics, output / "metrics.json")

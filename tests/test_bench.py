@@ -34,7 +34,7 @@ def _demo_dir(tmp_path: Path) -> Path:
     timing = {
         "scene": 1.0, "train_total": 100.0, "evaluate": 5.0, "wall": 110.0, "stage_fit_reconstruct": 40.0,
         "stage_fit_segment": 10.0, "stage_render": 3.0, "stage_initial_masks": 1.0, "stage_final_masks": 4.0,
-        "stage_inpaint": 0.5,
+        "stage_inpaint": 0.5, "cpu": 150.0,
     }  # fmt: skip
     (demo / "metrics.json").write_text(json.dumps({"timing_seconds": timing, "peak_rss_mb": 1500.0}))
     return demo
@@ -57,7 +57,7 @@ def test_bench_report_structure(tmp_path):
     assert results["nerfacto-torch"]["num_parameters"] > results["spin"]["num_parameters"]
     assert results["spin"]["keep_freed_memory"] is (sys.platform.startswith("linux"))
     summary = report["summary"]
-    for key in ("step_speedup", "render_speedup", "memory_ratio"):
+    for key in ("step_speedup", "render_speedup", "memory_ratio", "step_cpu_ratio", "render_cpu_ratio"):
         assert _positive_finite(summary[key]), (key, summary[key])
     assert math.isfinite(summary["psnr_gain_db"])
     assert summary["targets"]["demo <= 10 min"] == [True, "1.8 min"]
@@ -68,6 +68,7 @@ def test_bench_report_structure(tmp_path):
     assert f"{summary['step_speedup']:.1f}x faster" in table
     assert "| **total (wall)** | **110.0** |" in table
     assert "| training: reconstruct | 40.0 |" in table
+    assert "| CPU time, user + system, all threads | 150.0 |" in table
     # what is left of training after the two measured fits and the boundary work: 100 - 50 - 8.5
     assert "| training: inpaint (+ setup, checkpoints) | 41.5 |" in table
     saved = json.loads((tmp_path / "out" / RESULT_FILE).read_text())

@@ -199,10 +199,11 @@ def run_worker(method: str, scene: Path, settings: BenchSettings) -> Dict[str, A
     )
     pipeline.train()
     step_times: List[float] = []
+    step_cpu: List[float] = []
     start = time.perf_counter()
     step = 0
     while time.perf_counter() - start < settings.budget_s or step < settings.warmup_steps + 1:
-        s0 = time.perf_counter()
+        s0, c0 = time.perf_counter(), time.process_time()
         for cb in callbacks:
             cb.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
         optimizers.zero_grad_all()
@@ -214,6 +215,7 @@ def run_worker(method: str, scene: Path, settings: BenchSettings) -> Dict[str, A
         for cb in callbacks:
             cb.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
         step_times.append(time.perf_counter() - s0)
+        step_cpu.append(time.process_time() - c0)
         step += 1
     train_s = time.perf_counter() - start
     final_loss = float(loss)
@@ -222,13 +224,14 @@ def run_worker(method: str, scene: Path, settings: BenchSettings) -> Dict[str, A
     dataset = pipeline.datamanager.eval_dataset
     cameras = dataset.cameras
     count = len(cameras) if settings.max_render_views <= 0 else min(len(cameras), settings.max_render_views)
-    render_times, psnrs = [], []
+    render_times, render_cpu, psnrs = [], [], []
     for i in range(count):
         gt = dataset[i]["image"][..., :3].float()
         camera = cameras[i : i + 1].to(model.device)
-        r0 = time.perf_counter()
+        r0, c0 = time.perf_counter(), time.process_time()
         outputs = model.get_outputs_for_camera(camera)
         render_times.append(time.perf_counter() - r0)
+        render_cpu.append(time.process_time() - c0)
         psnrs.append(_psnr(outputs["rgb"].cpu(), gt))
     head_times: List[float] = []
     if method == "spin" and count > 0:
@@ -249,9 +252,11 @@ def run_worker(method: str, scene: Path, settings: BenchSettings) -> Dict[str, A
         "step_seconds_median": statistics.median(timed),
         "step_seconds_mean": statistics.fmean(timed),
         "step_seconds_first": step_times[0],
+        "step_cpu_seconds_median": statistics.median(step_cpu[settings.warmup_steps :] or step_cpu),
         "final_loss": final_loss,
         "render_seconds_median": statistics.median(render_times),
         "render_seconds_all": render_times,
+        "render_cpu_seconds_median": statistics.median(render_cpu),
         "render_seconds_object_head": min(head_times) if head_times else None,
         "render_size": [int(cameras.width[0]), int(cameras.height[0])],
         "render_chunk": int(model.config.eval_num_rays_per_chunk),
@@ -332,6 +337,7 @@ def demo_breakdown(demo_dir: Path) -> Dict[str, Any]:
     return {
         "source": str(path),
         "wall_seconds": wall,
+        "cpu_seconds": timing.get("cpu"),
         "stages": rows,
         "peak_rss_mb": metrics.get("peak_rss_mb"),
         "device": metrics.get("device"),
@@ -347,6 +353,8 @@ def summarise(results: Dict[str, Dict[str, Any]], settings: BenchSettings, demo:
     """Ratios and target verdicts from the two workers' results."""
     ours, ref = results["spin"], results["nerfacto-torch"]
     summary: Dict[str, Any] = {
+        "step_cpu_ratio": _ratio(ref["step_cpu_seconds_median"], ours["step_cpu_seconds_median"]),
+        "render_cpu_ratio": _ratio(ref["render_cpu_seconds_median"], ours["render_cpu_seconds_median"]),
         "step_speedup": _ratio(ref["step_seconds_median"], ours["step_seconds_median"]),
         "render_speedup": _ratio(ref["render_seconds_median"], ours["render_seconds_median"]),
         "psnr_gain_db": ours["heldout_psnr"] - ref["heldout_psnr"],
@@ -398,9 +406,13 @@ def format_table(report: Dict[str, Any]) -> str:
         "|---|---:|---:|---:|",
         f"| train step, median (ms) | {a['step_seconds_median'] * 1e3:.1f} | {b['step_seconds_median'] * 1e3:.1f} "
         f"| {summ['step_speedup']:.1f}x faster |",
+        f"| train step CPU time, median (ms) | {a['step_cpu_seconds_median'] * 1e3:.1f} | "
+        f"{b['step_cpu_seconds_median'] * 1e3:.1f} | {summ['step_cpu_ratio']:.1f}x less |",
         f"| steps in {s.budget_s:g} s | {a['steps']} | {b['steps']} | |",
         f"| render one {w}x{h} view, median (s) | {a['render_seconds_median']:.3f} | "
         f"{b['render_seconds_median']:.3f} | {summ['render_speedup']:.1f}x faster |",
+        f"| render CPU time, median (s) | {a['render_cpu_seconds_median']:.3f} | "
+        f"{b['render_cpu_seconds_median']:.3f} | {summ['render_cpu_ratio']:.1f}x less |",
         f"| render chunk (rays) | {a['render_chunk']} | {b['render_chunk']} | |",
     ]
     if a.get("render_seconds_object_head") is not None:
@@ -421,6 +433,8 @@ def format_table(report: Dict[str, Any]) -> str:
         lines += ["", f"Demo wall time by stage ({demo['source']}):", "", "| stage | seconds |", "|---|---:|"]
         lines += [f"| {name} | {sec:.1f} |" for name, sec in demo["stages"]]
         lines.append(f"| **total (wall)** | **{demo['wall_seconds']:.1f}** |")
+        if demo.get("cpu_seconds") is not None:
+            lines.append(f"| CPU time, user + system, all threads | {float(demo['cpu_seconds']):.1f} |")
         if demo.get("peak_rss_mb") is not None:
             lines.append(f"| peak resident memory, VmHWM (MB) | {float(demo['peak_rss_mb']):.0f} |")
     lines += ["", "Targets (issue 7):", ""]
