@@ -144,7 +144,7 @@ class SpinField(Field):
         self.mask_encoding = TriPlaneEncoding(mask_plane_resolutions, mask_plane_components)
         self.mask_head = nn.Sequential(nn.Linear(self.mask_encoding.get_out_dim(), 32), nn.ReLU(), nn.Linear(32, 1))
         self.object_logit_enabled = True
-        """Whether get_outputs evaluates the object-logit head (off while nothing is segmented: ~30% of a render)."""
+        """Whether get_outputs evaluates the object-logit head (the model turns it off in renders before segmentation)."""
 
     def _encode(self, unit: Float[Tensor, "*bs 3"]) -> Float[Tensor, "*bs features"]:
         if self.encoding_kind == "planes":
