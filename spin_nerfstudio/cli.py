@@ -1,4 +1,4 @@
-"""The ``spin-nerf`` command: make-scene, demo, evaluate, segbench."""
+"""The ``spin-nerf`` command: make-scene, demo, evaluate, segbench, bench."""
 
 from __future__ import annotations
 
@@ -47,11 +47,18 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--output", type=Path, default=Path("segbench_output"))
     b.add_argument("--segmenter", default="grabcut", choices=["auto", "grabcut", "sam"])
     b.add_argument("--quick", action="store_true", help="smaller scenes and fewer steps (a smoke run, not the figures)")
+
+    from spin_nerfstudio.evaluation.bench import add_arguments
+
+    add_arguments(sub.add_parser("bench", help="time and score the CPU field against nerfacto's torch path"))
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``spin-nerf``."""
+    from spin_nerfstudio.cpu import prefer_passive_openmp
+
+    prefer_passive_openmp()  # before torch is imported; see spin_nerfstudio/cpu.py
     args = _parser().parse_args(argv)
     try:
         if args.command == "make-scene":
@@ -80,6 +87,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             from spin_nerfstudio.evaluation.segbench import run_segbench
 
             run_segbench(args.output, seeds=args.seeds, segmenter=args.segmenter, quick=args.quick)
+        elif args.command == "bench":
+            from spin_nerfstudio.evaluation.bench import run_bench, settings_from_args
+
+            report = run_bench(args.output, settings_from_args(args), args.demo_output, args.run_demo)
+            print(report["table"])
     except SpinInputError as err:
         print(f"spin-nerf: error: {err}", file=sys.stderr)
         return 2

@@ -118,6 +118,10 @@ def run_demo(
     metrics["timing_seconds"] = {
         "scene": t_scene, "train_total": t_train, "evaluate": t_eval, "wall": wall, **{f"stage_{k}": v for k, v in stages.items()},
     }  # fmt: skip
+    from spin_nerfstudio.evaluation.bench import peak_rss_mb
+
+    metrics["peak_rss_mb"] = peak_rss_mb()
+    metrics["timing_seconds"]["cpu"] = time.process_time()  # user + system, all threads: less load-dependent
     metrics["device"] = device
     metrics["encoding"] = getattr(pipeline.model, "encoding_kind", None)
     write_metrics(metrics, output / "metrics.json")
@@ -126,4 +130,5 @@ def run_demo(
     for key in ("mask_iou", "mask_accuracy", "psnr", "masked_psnr", "ssim", "masked_ssim", "object_colour_fraction"):
         print(f"  {key:24s} {metrics.get(key)}")
     print(f"spin-nerf demo: wall time {wall:.1f} s (training {t_train:.1f} s, evaluation {t_eval:.1f} s)")
+    print(f"spin-nerf demo: peak memory {metrics['peak_rss_mb']:.0f} MB")
     return metrics

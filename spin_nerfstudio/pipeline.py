@@ -153,6 +153,7 @@ class SpinPipeline(VanillaPipeline):
         self.stage_times: Dict[str, float] = {}
         self._segmenter_plan: Optional[tuple] = None
         self._agreement_checked = False
+        self._fit_start: Optional[float] = None
         if test_mode == "val":
             try:
                 self._check_inputs()
@@ -216,10 +217,13 @@ class SpinPipeline(VanillaPipeline):
     def _advance(self, step: int) -> None:
         if not self._restored:
             self._restored = True
+            self._fit_start = time.time()
             self._restore_stage_outputs()
         stage = self.spin_model.stage
         cfg = self.config
         if stage == Stage.RECONSTRUCT and step >= cfg.reconstruct_steps:
+            if self.given_masks is not None or self.prompts is not None:
+                self._fit_done(stage)
             if self.given_masks is not None:
                 self._run_timed("render", lambda: self._render_reconstruction())
                 self._finish_masks([m.astype(bool) for m in self.given_masks], step)
@@ -230,6 +234,7 @@ class SpinPipeline(VanillaPipeline):
                 self._waiting_note = True
                 CONSOLE.print("spin-nerfstudio: reconstruction done; waiting for clicks on the object in the viewer")
         elif stage == Stage.SEGMENT and step >= cfg.reconstruct_steps + cfg.mask_steps:
+            self._fit_done(stage)
             masks = self._run_timed("final_masks", lambda: self._render_final_masks())
             self._finish_masks(masks, step)
         elif (
@@ -240,6 +245,12 @@ class SpinPipeline(VanillaPipeline):
         ):
             self._agreement_checked = True
             self._run_timed("mask_agreement", lambda: self._check_mask_agreement())
+
+    def _fit_done(self, stage: Stage) -> None:
+        """Record the training seconds of a finished stage (``fit_<stage>`` in stages.json)."""
+        if self._fit_start is not None:
+            self.stage_times[f"fit_{stage.name.lower()}"] = time.time() - self._fit_start
+        self._fit_start = None
 
     def _run_timed(self, name: str, fn):
         start = time.time()
@@ -287,6 +298,7 @@ class SpinPipeline(VanillaPipeline):
         self._attach_initial_masks(masks)
         self.spin_model.set_stage(Stage.SEGMENT)
         self._stage_start_step = step
+        self._fit_start = time.time()
         counts = sum(int(m.any()) for m in masks)
         hidden = [n for n, st in zip(names, result.status) if st != "clicked" and st != "propagated"]
         CONSOLE.print(f"spin-nerfstudio: initial masks in {counts}/{len(masks)} views; fitting the mask head")

@@ -82,7 +82,7 @@ def spin_inpaint_small_config() -> TrainerConfig:
                 num_nerf_samples_per_ray=24,
                 proposal_resolution=48,
                 proposal_warmup=200,
-                eval_num_rays_per_chunk=4096,
+                eval_num_rays_per_chunk=2048,
             ),
             reconstruct_steps=900,
             mask_steps=300,
@@ -92,7 +92,7 @@ def spin_inpaint_small_config() -> TrainerConfig:
             lpips_every=2,
         ),
         optimizers=_optimizers(2e-2, steps),
-        viewer=ViewerConfig(num_rays_per_chunk=4096),
+        viewer=ViewerConfig(num_rays_per_chunk=2048),
         vis="viewer",
     )
 

@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# libgomp's spinning worker threads cost up to 10x on shared cores; it reads this once, when torch loads
+# (see spin_nerfstudio/cpu.py). Set before any test imports torch; subprocesses inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
