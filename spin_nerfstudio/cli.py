@@ -1,4 +1,4 @@
-"""The ``spin-nerf`` command: make-scene, demo, evaluate."""
+"""The ``spin-nerf`` command: make-scene, demo, evaluate, benchmark, report."""
 
 from __future__ import annotations
 
@@ -21,6 +21,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--width", type=int, default=120)
     s.add_argument("--height", type=int, default=90)
     s.add_argument("--no-llff", action="store_true", help="skip poses_bounds.npy")
+    s.add_argument(
+        "--spin-layout",
+        action="store_true",
+        help="SPIn-NeRF layout: images_4/ with label/, test_label/; --num-views training views",
+    )
+    s.add_argument("--num-test", type=int, default=40, help="--spin-layout: ground-truth test views (N_gt)")
 
     d = sub.add_parser("demo", help="generate a scene, remove its object on this machine, write a contact sheet")
     d.add_argument("--output", type=Path, default=Path("demo_output"))
@@ -32,7 +38,18 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--gt-masks", type=Path, default=None, help="binary PNGs named like the images, white = object")
     e.add_argument("--gt-images", type=Path, default=None, help="the same views without the object")
     e.add_argument("--output", type=Path, default=None, help="also write the JSON here")
+    _add_weight_args(e)
+
+    from spin_nerfstudio.evaluation import benchmark, report
+
+    benchmark.add_command(sub, _add_weight_args)
+    report.add_command(sub)
     return p
+
+
+def _add_weight_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--inception-weights", type=Path, default=None, help="FID Inception weights (else torch's cache)")
+    p.add_argument("--lpips-weights", type=Path, default=None, help="LPIPS AlexNet backbone (else torch's cache)")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -42,8 +59,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == "make-scene":
             from spin_nerfstudio.data.synthetic import SceneSpec, make_scene
 
-            spec = SceneSpec(num_views=args.num_views, width=args.width, height=args.height, seed=args.seed)
-            out = make_scene(args.output, spec, llff=not args.no_llff)
+            if args.spin_layout:
+                from spin_nerfstudio.data.spin_layout import make_spin_layout_scene
+
+                out = make_spin_layout_scene(
+                    args.output, args.num_views, args.num_test, args.width, args.height, args.seed
+                )
+            else:
+                spec = SceneSpec(num_views=args.num_views, width=args.width, height=args.height, seed=args.seed)
+                out = make_scene(args.output, spec, llff=not args.no_llff)
             print(f"spin-nerf: scene written to {out}")
         elif args.command == "demo":
             from spin_nerfstudio.demo import run_demo
@@ -55,7 +79,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             for path in (args.gt_masks, args.gt_images):
                 if path is not None and not path.is_dir():
                     raise SpinInputError(f"{path}: folder not found")
-            print(write_metrics(evaluate_run(args.load_config, args.gt_masks, args.gt_images), args.output))
+            result = evaluate_run(
+                args.load_config, args.gt_masks, args.gt_images, args.inception_weights, args.lpips_weights
+            )
+            print(write_metrics(result, args.output))
+        elif args.command in ("benchmark", "report"):
+            return args.run_command(args)
     except SpinInputError as err:
         print(f"spin-nerf: error: {err}", file=sys.stderr)
         return 2
