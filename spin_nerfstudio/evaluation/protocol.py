@@ -99,14 +99,23 @@ def _check_weights_file(path: Path) -> None:
         raise SpinInputError(f"{path}: not a state dict of tensors")
 
 
-def fid(real: Sequence[UInt8[np.ndarray, "H W 3"]], fake: Sequence[UInt8[np.ndarray, "H W 3"]], weights: Path) -> float:
-    """FID (2048-d pool features) between two sets of 8-bit images of any sizes, Inception weights from a file."""
+def fid(
+    real: Sequence[UInt8[np.ndarray, "H W 3"]],
+    fake: Sequence[UInt8[np.ndarray, "H W 3"]],
+    weights: Path,
+    feature: int = 2048,
+) -> float:
+    """FID between two sets of 8-bit images of any sizes, Inception weights from a file.
+
+    ``feature`` picks the Inception layer (2048 = the final pool, the standard and the protocol's choice; 64, 192
+    and 768 are earlier, cheaper layers).
+    """
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     if len(real) < 2 or len(fake) < 2:
         raise SpinInputError(f"FID needs at least 2 images per set, got {len(real)} and {len(fake)}")
     _check_weights_file(Path(weights))
-    metric = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(weights), normalize=False)
+    metric = FrechetInceptionDistance(feature=feature, feature_extractor_weights_path=str(weights), normalize=False)
     with torch.no_grad():
         for images, is_real in ((real, True), (fake, False)):
             for image in images:
