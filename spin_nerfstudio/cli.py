@@ -1,4 +1,4 @@
-"""The ``spin-nerf`` command: make-scene, demo, evaluate, segbench, bench."""
+"""The ``spin-nerf`` command: make-scene, demo, evaluate, segbench, bench, benchmark, report."""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="object shape/colour/size/position and partly-out-of-frame views from the seed",
     )
+    s.add_argument(
+        "--spin-layout",
+        action="store_true",
+        help="SPIn-NeRF layout: images_4/ with label/, test_label/; --num-views training views",
+    )
+    s.add_argument("--num-test", type=int, default=40, help="--spin-layout: ground-truth test views (N_gt)")
 
     d = sub.add_parser("demo", help="generate a scene, remove its object on this machine, write a contact sheet")
     d.add_argument("--output", type=Path, default=Path("demo_output"))
@@ -51,7 +57,19 @@ def _parser() -> argparse.ArgumentParser:
     from spin_nerfstudio.evaluation.bench import add_arguments
 
     add_arguments(sub.add_parser("bench", help="time and score the CPU field against nerfacto's torch path"))
+
+    _add_weight_args(e)
+
+    from spin_nerfstudio.evaluation import benchmark, report
+
+    benchmark.add_command(sub, _add_weight_args)
+    report.add_command(sub)
     return p
+
+
+def _add_weight_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--inception-weights", type=Path, default=None, help="FID Inception weights (else torch's cache)")
+    p.add_argument("--lpips-weights", type=Path, default=None, help="LPIPS AlexNet backbone (else torch's cache)")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -64,12 +82,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == "make-scene":
             from spin_nerfstudio.data.synthetic import SceneSpec, make_scene
 
-            spec = SceneSpec(num_views=args.num_views, width=args.width, height=args.height, seed=args.seed)
-            if args.vary:
-                from spin_nerfstudio.data.synthetic import varied_spec
+            if args.spin_layout:
+                from spin_nerfstudio.data.spin_layout import make_spin_layout_scene
 
-                spec = varied_spec(args.seed, args.num_views, args.width, args.height)
-            out = make_scene(args.output, spec, llff=not args.no_llff)
+                out = make_spin_layout_scene(
+                    args.output, args.num_views, args.num_test, args.width, args.height, args.seed
+                )
+            else:
+                spec = SceneSpec(num_views=args.num_views, width=args.width, height=args.height, seed=args.seed)
+                if args.vary:
+                    from spin_nerfstudio.data.synthetic import varied_spec
+
+                    spec = varied_spec(args.seed, args.num_views, args.width, args.height)
+                out = make_scene(args.output, spec, llff=not args.no_llff)
             print(f"spin-nerf: scene written to {out}")
         elif args.command == "demo":
             from spin_nerfstudio.demo import run_demo
@@ -81,7 +106,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             for path in (args.gt_masks, args.gt_images):
                 if path is not None and not path.is_dir():
                     raise SpinInputError(f"{path}: folder not found")
-            result = evaluate_run(args.load_config, args.gt_masks, args.gt_images, args.mask_folder)
+            result = evaluate_run(
+                args.load_config,
+                args.gt_masks,
+                args.gt_images,
+                mask_folder=args.mask_folder,
+                inception_weights=args.inception_weights,
+                lpips_weights=args.lpips_weights,
+            )
             print(write_metrics(result, args.output))
         elif args.command == "segbench":
             from spin_nerfstudio.evaluation.segbench import run_segbench
@@ -92,6 +124,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
             report = run_bench(args.output, settings_from_args(args), args.demo_output, args.run_demo)
             print(report["table"])
+        elif args.command in ("benchmark", "report"):
+            return args.run_command(args)
     except SpinInputError as err:
         print(f"spin-nerf: error: {err}", file=sys.stderr)
         return 2

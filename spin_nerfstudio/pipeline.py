@@ -30,6 +30,7 @@ from rich.progress import track
 
 from spin_nerfstudio.data.datamanager import SpinDataManager, SpinDataManagerConfig
 from spin_nerfstudio.data.masks import load_mask_dir
+from spin_nerfstudio.data.spin_layout import dataset_label_masks
 from spin_nerfstudio.inpainting.base import InpainterConfig
 from spin_nerfstudio.model.spin_model import (
     INITIAL_MASK,
@@ -84,7 +85,8 @@ class SpinPipelineConfig(VanillaPipelineConfig):
     prompt_file: Optional[Path] = None
     """JSON file of clicks on the object ({"prompts": [{"image", "positive", "negative"}]}, pixels as stored)."""
     mask_dir: Optional[Path] = None
-    """Folder of ready-made object masks named like the images (white = object); skips segmentation."""
+    """Folder of ready-made object masks named like the images (white = object); skips segmentation. Without it and
+    without a prompt file, the masks a SPIn-NeRF-layout dataset brings (``images_4/label/``) are used."""
     reconstruct_steps: int = 2000
     """Steps of the reconstruction stage (RGB on all pixels) before segmenting."""
     mask_steps: int = 500
@@ -175,6 +177,8 @@ class SpinPipeline(VanillaPipeline):
             self._segmenter_plan = self.config.segmenter.resolve(str(self.device))
         if self.config.mask_dir is not None:
             self.given_masks = load_mask_dir(self.config.mask_dir, names, sizes)
+        elif self.prompts is None:  # a SPIn-NeRF-layout dataset brings its own masks (label/)
+            self.given_masks = dataset_label_masks(self.datamanager.train_dataparser_outputs.metadata, names, sizes)
         if self.config.reference_image is not None and Path(self.config.reference_image).name not in names:
             raise SpinInputError(f"reference_image '{self.config.reference_image}' is not a training image")
 

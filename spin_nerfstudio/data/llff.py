@@ -10,6 +10,14 @@ file-name order (``IMG_0``, ``IMG_1``, ``IMG_10``, ``IMG_11``, ... - not numeric
 
 Images live in ``images/`` (full resolution) and/or ``images_N/`` (downscaled by ``N``). The real downscale is measured
 from the image files on disk and applied to the focal length, so the folder name is only used to pick the folder.
+
+SPIn-NeRF layout
+----------------
+With ``spin_layout`` (auto-detected by a ``label/`` folder inside the image folder, e.g. ``images_4/label/``) the
+first ``num_gt_views`` images in sorted order are ground-truth test views (object physically removed) and the rest
+are training views: the train split holds only the training views, the val and test splits only the test views, and
+``metadata["object_mask_filenames"]`` lists the object mask of each image of the split (``label/`` for training views,
+``test_label/`` for test views). See :mod:`spin_nerfstudio.data.spin_layout`.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ from nerfstudio.data.utils.dataparsers_utils import get_train_eval_split_all, ge
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 from PIL import Image
 from torch import Tensor
+
+from spin_nerfstudio.data import spin_layout as layout
 
 POSES_FILENAME = "poses_bounds.npy"
 """Name of the LLFF pose file inside the scene folder."""
@@ -122,6 +132,13 @@ class SpinLLFFDataParserConfig(DataParserConfig):
     """Hold out every N-th image for eval when ``eval_mode`` is "interval"."""
     scene_scale: float = 1.5
     """Half-size of the axis-aligned scene box centred on the origin, in output (scaled) coordinates."""
+    spin_layout: Optional[bool] = None
+    """SPIn-NeRF inpainting-dataset layout: the first ``num_gt_views`` sorted images are ground-truth test views (the
+    val/test split), the rest the training views (the train split), object masks from ``label/`` and ``test_label/``
+    inside the image folder. None detects it by the image folder's ``label/`` sub-folder. Overrides ``eval_mode``."""
+    num_gt_views: Optional[int] = None
+    """SPIn-NeRF layout: number of leading (sorted) images that are ground-truth test views (their ``N_gt``). None
+    counts the masks in ``test_label/`` (40 in the distributed dataset), or takes 40 without that folder."""
 
 
 @dataclass
@@ -198,7 +215,27 @@ class SpinLLFF(DataParser):
         scale *= self.config.scale_factor
         poses[:, :3, 3] *= scale
 
-        indices = self._split_indices(split, len(image_filenames))
+        metadata: Dict[str, object] = {}
+        use_spin = self.config.spin_layout
+        if use_spin is None:
+            use_spin = layout.has_spin_layout(image_dir)
+        if use_spin:
+            if not layout.has_spin_layout(image_dir):
+                raise FileNotFoundError(
+                    f"{image_dir / layout.LABEL_DIR}: SPIn-NeRF mask folder not found (the distributed masks are in "
+                    "images_4/label/: use downscale_factor 4)"
+                )
+            i_train, i_test = layout.split_views(
+                len(image_filenames), layout.num_gt_views(image_dir, self.config.num_gt_views)
+            )
+            if split not in ("train", "val", "test"):
+                raise ValueError(f"Unknown split {split!r} (expected 'train', 'val' or 'test')")
+            indices = np.asarray(i_train if split == "train" else i_test, dtype=np.int64)
+            folder = image_dir / (layout.LABEL_DIR if split == "train" else layout.TEST_LABEL_DIR)
+            metadata[layout.LAYOUT_KEY] = True
+            metadata[layout.OBJECT_MASK_FILES] = layout.label_files(folder, [image_filenames[i] for i in indices])
+        else:
+            indices = self._split_indices(split, len(image_filenames))
         idx = torch.from_numpy(indices).long()
 
         def per_camera(values: np.ndarray, dtype: torch.dtype) -> Tensor:
@@ -222,7 +259,7 @@ class SpinLLFF(DataParser):
             scene_box=scene_box,
             dataparser_scale=scale,
             dataparser_transform=transform_matrix,
-            metadata={"near": float(bounds[:, 0].min()) * scale, "far": float(bounds[:, 1].max()) * scale},
+            metadata={"near": float(bounds[:, 0].min()) * scale, "far": float(bounds[:, 1].max()) * scale, **metadata},
         )
 
     @staticmethod

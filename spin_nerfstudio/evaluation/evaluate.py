@@ -8,6 +8,11 @@
   ``--gt-masks`` is given, else the run's mask), ``lpips`` over the whole image and ``masked_lpips`` over the
   mask's bounding-box crop (at least 16 px a side) — LPIPS only when ImageNet backbone weights are cached,
   otherwise ``null`` with a note.
+
+On a run whose dataset has the SPIn-NeRF layout (``spin-llff`` with ``images_4/label/``), ``--gt-masks`` and
+``--gt-images`` are not used: the run is scored on the dataset's ground-truth test views with the protocol documented
+in :mod:`spin_nerfstudio.evaluation.protocol` (full / inside-mask / bounding-box PSNR, SSIM and LPIPS, FID, and the
+training views' mask accuracy and IoU against ``label/``).
 """
 
 from __future__ import annotations
@@ -66,7 +71,12 @@ def _mean(values: List[Optional[float]]) -> Optional[float]:
 
 
 def evaluate_run(
-    load_config: Path, gt_masks: Optional[Path] = None, gt_images: Optional[Path] = None, mask_folder: str = MASK_DIR
+    load_config: Path,
+    gt_masks: Optional[Path] = None,
+    gt_images: Optional[Path] = None,
+    inception_weights: Optional[Path] = None,
+    lpips_weights: Optional[Path] = None,
+    mask_folder: str = MASK_DIR,
 ) -> Dict[str, object]:
     """Compute the metrics of one run; returns the JSON-ready dictionary."""
     from nerfstudio.utils.eval_utils import eval_setup
@@ -78,6 +88,17 @@ def evaluate_run(
         raise SpinInputError(f"{load_config}: run config not found")
     safe_load.allow_nerfstudio_checkpoints()
     _, pipeline, _, step = eval_setup(load_config, test_mode="test")
+    from spin_nerfstudio.evaluation import protocol
+
+    if protocol.is_spin_layout(pipeline):
+        if gt_masks is not None or gt_images is not None:
+            raise SpinInputError(
+                f"{load_config}: the run's dataset has the SPIn-NeRF layout; its ground truth (test views, label/, "
+                "test_label/) is used, so --gt-masks and --gt-images must not be given"
+            )
+        return protocol.evaluate_test_split(pipeline, load_config.parent, int(step), inception_weights, lpips_weights)[
+            0
+        ]
     return evaluate_pipeline(pipeline, load_config.parent, int(step), gt_masks, gt_images, mask_folder)[0]
 
 
