@@ -79,10 +79,13 @@ class GrabCutSegmenter(Segmenter):
 
     name = "grabcut"
 
-    def __init__(self, depth_band: float = 0.12, iterations: int = 5, depth_edge: float = 0.1) -> None:
+    def __init__(
+        self, depth_band: float = 0.12, iterations: int = 5, depth_edge: float = 0.1, refine_with_depth: bool = True
+    ) -> None:
         self.depth_band = depth_band
         self.iterations = iterations
         self.depth_edge = depth_edge
+        self.refine_with_depth = refine_with_depth
 
     def segment(
         self,
@@ -120,7 +123,11 @@ class GrabCutSegmenter(Segmenter):
         prior: Bool[np.ndarray, "H W"],
         depth: Optional[Float[np.ndarray, "H W"]] = None,
     ) -> Bool[np.ndarray, "H W"]:
-        """Snap a projected mask to the object: its core is sure foreground, a ring around it is undecided."""
+        """Snap a projected mask to the object: its core is sure foreground, a ring around it is undecided.
+
+        With depth, the surface that continues the prior without a depth edge (parts of the object that the clicked
+        view could not see, such as its far side) is marked probable foreground too, within a wider ring.
+        """
         if not prior.any():
             return prior
         h, w = prior.shape
@@ -129,9 +136,15 @@ class GrabCutSegmenter(Segmenter):
         p8 = prior.astype(np.uint8)
         core = cv2.erode(p8, kernel) > 0
         ring = cv2.dilate(p8, kernel, iterations=2) > 0
+        grown = prior
+        if depth is not None and self.refine_with_depth:
+            ring = cv2.dilate(p8, kernel, iterations=4) > 0
+            seeds = np.stack(np.nonzero(core if core.any() else prior)[::-1], axis=-1)
+            seeds = seeds[np.linspace(0, len(seeds) - 1, min(len(seeds), 8)).astype(int)]
+            grown = prior | (depth_connected_region(depth, seeds, self.depth_band, self.depth_edge) & ring)
         labels = np.full((h, w), cv2.GC_BGD, np.uint8)
         labels[ring] = cv2.GC_PR_BGD
-        labels[prior] = cv2.GC_PR_FGD
+        labels[grown] = cv2.GC_PR_FGD
         labels[core] = cv2.GC_FGD
         mask = _grabcut(image, labels, self.iterations)
         return prior if mask is None else mask
