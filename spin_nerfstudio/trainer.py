@@ -150,6 +150,8 @@ class SpinTrainer(Trainer):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        for stale in self.base_dir.glob(".step-*.ckpt.tmp"):  # left by a run killed while saving
+            stale.unlink(missing_ok=True)
         if self.config.save_only_latest_checkpoint:
             for _, other in list_checkpoints(self.checkpoint_dir):
                 if other != path:

@@ -66,6 +66,7 @@ class SpinDataManager(VanillaDataManager[InputDataset]):
             data=Path(self.config.data or self.config.dataparser.data),
             min_views=self.config.min_views,
             max_image_side=self.config.max_image_side,
+            require_files=self.test_mode != "inference",
         )
         self.image_scale = report.scale
         self.disk_sizes = report.sizes

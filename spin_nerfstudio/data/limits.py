@@ -87,11 +87,21 @@ def coincident_message(data: Path, num_views: Optional[int] = None) -> str:
     )
 
 
-def check_sizes(paths: Sequence[Path], camera_sizes: Sequence[Tuple[int, int]]) -> List[Tuple[int, int]]:
-    """Sizes on disk (camera sizes for files that are absent); all views must share one size matching the cameras."""
+def check_sizes(
+    paths: Sequence[Path], camera_sizes: Sequence[Tuple[int, int]], require_files: bool = True
+) -> List[Tuple[int, int]]:
+    """Sizes on disk; all views must share one size matching the cameras.
+
+    With ``require_files`` False (rendering a finished run without its images), absent files take their camera's
+    size."""
     sizes = []
     for path, cam in zip(paths, camera_sizes):
-        size = image_size(path) if Path(path).is_file() else cam
+        if not Path(path).is_file():
+            if require_files:
+                raise SpinInputError(f"{path}: image not found")
+            sizes.append(cam)
+            continue
+        size = image_size(path)
         if size != cam:
             raise SpinInputError(
                 f"{path}: image is {size[0]}x{size[1]} but its camera says {cam[0]}x{cam[1]} (wrong w/h in the "
@@ -135,11 +145,12 @@ def check_dataset(
     data: Path,
     min_views: int,
     max_image_side: int,
+    require_files: bool = True,
 ) -> DatasetReport:
     """All checks of this module; returns the sizes, the load-time scale and any warning."""
     check_view_count(len(paths), min_views, data)
     check_camera_positions(origins, data)
-    sizes = check_sizes(paths, camera_sizes)
+    sizes = check_sizes(paths, camera_sizes, require_files)
     w, h = sizes[0]
     scale, scaled = downscale_factor(w, h, max_image_side)
     report = DatasetReport(sizes=sizes, scale=scale, scaled_size=scaled)
