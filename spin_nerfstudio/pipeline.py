@@ -174,6 +174,7 @@ class SpinPipeline(VanillaPipeline):
         """Stage boundaries this training state descends from: name -> {"token", "step"} (None: unknown, an old
         checkpoint without lineage)."""
         self._trainer = None
+        self._resumed = False
         self._last_inputs = None
         self.guard = FiniteGuard(attribute=self._attribute_nonfinite_gradient)
         if test_mode == "val":
@@ -221,6 +222,8 @@ class SpinPipeline(VanillaPipeline):
             load_dir = trainer.config.load_dir
             if load_dir is not None:
                 self.resume_dir = Path(load_dir).parent
+                if not self._resumed:  # resumed by a trainer that does not carry the lineage: trust complete folders
+                    self.lineage = None
             vis = str(trainer.config.vis)
             if self.prompts is None and self.given_masks is None and "viewer" not in vis:
                 fail(
@@ -557,6 +560,7 @@ class SpinPipeline(VanillaPipeline):
         """Called by the trainer after loading a checkpoint: take its lineage, bring the stage outputs over."""
         lineage = state.get("lineage") if isinstance(state, dict) else None
         self.lineage = {k: dict(v) for k, v in lineage.items()} if isinstance(lineage, dict) else None
+        self._resumed = True
         self.resume_dir = Path(source_run_dir)
         self.run_dir = Path(run_dir)
         if self.resume_dir.resolve() != self.run_dir.resolve() and self.resume_dir.is_dir():

@@ -507,3 +507,34 @@ def test_pickle_module_is_what_torch_raises() -> None:
     buf.seek(0)
     with pytest.raises(pickle.UnpicklingError):
         torch.load(buf, weights_only=True)
+
+
+# --- downscaling through the real dataset loading -----------------------------------------------------------------
+
+
+def test_oversized_scene_is_downscaled_with_clicks_and_masks(tiny_scene, tmp_path, capsys) -> None:
+    config = spin_inpaint_small_config()
+    config.output_dir = tmp_path / "out"
+    config.experiment_name, config.timestamp, config.vis = "big", "run", "tensorboard"
+    config.machine.device_type = "cpu"
+    config.data = config.pipeline.datamanager.data = tiny_scene
+    config.pipeline.prompt_file = tiny_scene / "prompts.json"
+    config.pipeline.mask_dir = tiny_scene / "masks"
+    config.pipeline.datamanager.max_image_side = 32  # the 64x48 images count as oversized
+    config.save_config()
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    dm = trainer.pipeline.datamanager
+    assert dm.image_sizes() == [(32, 24)] * 12 and dm.disk_sizes == [(64, 48)] * 12
+    assert abs(dm.image_scale - 0.5) < 0.01
+    assert tuple(dm.view_batch["image"].shape[1:3]) == (24, 32)
+    out = " ".join(capsys.readouterr().out.split())
+    full = 12 * 64 * 48 * BYTES_PER_PIXEL / 2**30
+    assert "images are 64x48, larger than --pipeline.datamanager.max-image-side 32; downscaling them to 32x24" in out
+    assert f"about {full:.2g} GiB of memory" in out
+    masks = trainer.pipeline.given_masks
+    assert masks is not None and all(m.shape == (24, 32) for m in masks)
+    from PIL import Image
+
+    full_mask = np.array(Image.open(tiny_scene / "masks" / "000.png")) > 127
+    assert abs(masks[0].mean() - full_mask.mean()) < 0.05  # the same object, at half size

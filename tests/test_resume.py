@@ -44,7 +44,7 @@ def _start(args, log: Path) -> subprocess.Popen:
         return subprocess.Popen([str(BIN / args[0]), *map(str, args[1:])], stdout=f, stderr=subprocess.STDOUT, env=env)
 
 
-def _kill_when(proc: subprocess.Popen, ready: Callable[[], bool], log: Path, timeout: float = 900) -> None:
+def _kill_when(proc: subprocess.Popen, ready: Callable[[], bool], log: Path, timeout: float = 2400) -> None:
     start = time.time()
     while not ready():
         if proc.poll() is not None:
@@ -113,7 +113,7 @@ def kill_chain(tiny_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> Di
     # 4. resumed into a new folder d, runs to the end
     d = runs / "d"
     proc = _start(args("d", "--load-dir", b / "nerfstudio_models"), out / "d.log")
-    assert proc.wait(timeout=900) == 0, (out / "d.log").read_text()[-3000:]
+    assert proc.wait(timeout=2400) == 0, (out / "d.log").read_text()[-3000:]
     obs["d_log"] = (out / "d.log").read_text()
     obs["d_ckpts"] = _ckpt_steps(d)
     obs["b_final"] = {name: _files(b / name, suffix) for name, suffix in (("masks", ".png"), ("inpainted", ".png"))}
