@@ -10,12 +10,19 @@ in the datamanager:
 3. ``inpaint``: every view's colour and rendered depth is inpainted in 2D inside the removal mask; the field is
    re-initialised and fitted with MSE outside the mask, depth inside it, LPIPS patches inside it, and the reference
    view's inpainted colour.
+
+Resume (``--load-dir``): each stage boundary first saves a checkpoint and draws a token that the stage's output
+folders and all later checkpoints carry (:class:`spin_nerfstudio.stage_io.StageFolder`). A run resumed from one of
+those checkpoints reuses every view the same lineage already wrote and computes only the missing ones; mid-stage it
+reloads the finished stages' outputs. See :mod:`spin_nerfstudio.trainer`.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Tuple, Type
@@ -26,11 +33,13 @@ from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataPars
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
+from PIL import Image
 from rich.progress import track
 
 from spin_nerfstudio.data.datamanager import SpinDataManager, SpinDataManagerConfig
 from spin_nerfstudio.data.masks import load_mask_dir
 from spin_nerfstudio.data.spin_layout import dataset_label_masks
+from spin_nerfstudio.guard import FiniteGuard
 from spin_nerfstudio.inpainting.base import InpainterConfig
 from spin_nerfstudio.model.spin_model import (
     INITIAL_MASK,
@@ -49,7 +58,10 @@ from spin_nerfstudio.render import render_views
 from spin_nerfstudio.segmentation.base import SegmenterConfig
 from spin_nerfstudio.segmentation.multiview import agreement_ious, agreement_outliers, propagate_prompts
 from spin_nerfstudio.segmentation.propagate import PinholeView, dilate
-from spin_nerfstudio.stage_io import load_views, save_views, write_json
+from spin_nerfstudio.stage_io import StageFolder, copy_file, copy_stage_folder, load_views, write_json
+from spin_nerfstudio.trainer import SpinTrainer
+from spin_nerfstudio.validate import check_pipeline_values
+from spin_nerfstudio.viewer.access import viewer_exposure_warning
 
 # Folders of the run directory, one per stage output.
 DEPTH_DIR = "depth"
@@ -63,6 +75,18 @@ PROMPT_FILE = "prompts.json"
 STAGES_FILE = "stages.json"
 AGREEMENT_FILE = "mask_agreement.json"
 MASK_SHEET = "masks_sheet.png"
+STAGE_DIRS = (
+    DEPTH_DIR,
+    RENDERS_BEFORE_DIR,
+    INITIAL_MASK_DIR,
+    MASK_DIR,
+    REMOVAL_MASK_DIR,
+    INPAINTED_DIR,
+    INPAINTED_DEPTH_DIR,
+)
+# Stage boundaries (keys of the lineage carried by checkpoints).
+RECONSTRUCTED = "reconstructed"
+SEGMENTED = "segmented"
 
 
 def fail(message: str) -> None:
@@ -141,7 +165,10 @@ class SpinPipeline(VanillaPipeline):
         local_rank: int = 0,
         grad_scaler=None,
     ) -> None:
-        super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
+        try:
+            super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
+        except SpinInputError as err:
+            fail(str(err))
         self.prompts: Optional[PromptSet] = None
         self.prompt_views: List[int] = []
         self.given_masks: Optional[List[np.ndarray]] = None
@@ -156,6 +183,13 @@ class SpinPipeline(VanillaPipeline):
         self._segmenter_plan: Optional[tuple] = None
         self._agreement_checked = False
         self._fit_start: Optional[float] = None
+        self.lineage: Optional[Dict[str, Dict]] = {}
+        """Stage boundaries this training state descends from: name -> {"token", "step"} (None: unknown, an old
+        checkpoint without lineage)."""
+        self._trainer = None
+        self._resumed = False
+        self._last_inputs = None
+        self.guard = FiniteGuard(attribute=self._attribute_nonfinite_gradient)
         if test_mode == "val":
             try:
                 self._check_inputs()
@@ -169,16 +203,20 @@ class SpinPipeline(VanillaPipeline):
 
     # ------------------------------------------------------------------ inputs
     def _check_inputs(self) -> None:
+        check_pipeline_values(self.config)
         names = self.datamanager.image_names
-        sizes = self.datamanager.image_sizes()
+        sizes = getattr(self.datamanager, "disk_sizes", None) or self.datamanager.image_sizes()  # as stored on disk
         if self.config.prompt_file is not None:
             self.prompts = load_prompts(self.config.prompt_file)
             self.prompt_views = match_to_dataset(self.prompts, names, sizes)
             self._segmenter_plan = self.config.segmenter.resolve(str(self.device))
         if self.config.mask_dir is not None:
-            self.given_masks = load_mask_dir(self.config.mask_dir, names, sizes)
+            masks = load_mask_dir(self.config.mask_dir, names, sizes)
+            self.given_masks = [_resize_mask(m, wh) for m, wh in zip(masks, self.datamanager.image_sizes())]
         elif self.prompts is None:  # a SPIn-NeRF-layout dataset brings its own masks (label/)
-            self.given_masks = dataset_label_masks(self.datamanager.train_dataparser_outputs.metadata, names, sizes)
+            masks = dataset_label_masks(self.datamanager.train_dataparser_outputs.metadata, names, sizes)
+            if masks is not None:
+                self.given_masks = [_resize_mask(m, wh) for m, wh in zip(masks, self.datamanager.image_sizes())]
         if self.config.reference_image is not None and Path(self.config.reference_image).name not in names:
             raise SpinInputError(f"reference_image '{self.config.reference_image}' is not a training image")
 
@@ -188,11 +226,22 @@ class SpinPipeline(VanillaPipeline):
         """Keep the optimisers and the run folder; refuse to start with nothing to remove and no viewer."""
         self._optimizers = training_callback_attributes.optimizers
         trainer = training_callback_attributes.trainer
+        if self._optimizers is not None:
+            self.guard.install(self._optimizers.optimizers, self.model.named_parameters())
         if trainer is not None:
+            self._trainer = trainer
             self.run_dir = Path(trainer.base_dir)
+            self.guard.checkpoint_dir = Path(trainer.checkpoint_dir)
+            viewer = getattr(trainer.config, "viewer", None)
+            if "viewer" in str(trainer.config.vis) and viewer is not None:
+                warning = viewer_exposure_warning(viewer.websocket_host, viewer.websocket_port)
+                if warning:
+                    CONSOLE.print(f"[yellow]spin-nerfstudio: {warning}")
             load_dir = trainer.config.load_dir
             if load_dir is not None:
                 self.resume_dir = Path(load_dir).parent
+                if not self._resumed:  # resumed by a trainer that does not carry the lineage: trust complete folders
+                    self.lineage = None
             vis = str(trainer.config.vis)
             if self.prompts is None and self.given_masks is None and "viewer" not in vis:
                 fail(
@@ -213,10 +262,30 @@ class SpinPipeline(VanillaPipeline):
         losses = self.model.get_loss_dict(outputs, batch, metrics)
         if self._lpips_due(step):
             losses["lpips_loss"] = self._lpips_patch_loss()
-        for name, value in losses.items():
-            if not torch.isfinite(value).all():
-                fail(f"step {step}: loss '{name}' is not finite ({value.item()}); stopping, last checkpoint kept")
+        self._last_inputs = (ray_bundle, batch, list(losses))
+        self.guard.check_losses(step, losses)
         return outputs, losses, metrics
+
+    def _attribute_nonfinite_gradient(self) -> Optional[str]:
+        """Re-run the last step one loss term at a time; the first term whose gradient is not finite."""
+        if self._last_inputs is None:
+            return None
+        ray_bundle, batch, names = self._last_inputs
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        for name in names:
+            self.model.zero_grad(set_to_none=True)
+            if name == "lpips_loss":
+                loss = self._lpips_patch_loss()
+            else:
+                outputs = self.model(ray_bundle)
+                metrics = self.model.get_metrics_dict(outputs, batch)
+                loss = self.model.get_loss_dict(outputs, batch, metrics)[name]
+            if not loss.requires_grad:
+                continue
+            loss.backward()
+            if any(p.grad is not None and not bool(torch.isfinite(p.grad).all()) for p in params):
+                return name
+        return None
 
     def _advance(self, step: int) -> None:
         if not self._restored:
@@ -229,18 +298,21 @@ class SpinPipeline(VanillaPipeline):
             if self.given_masks is not None or self.prompts is not None:
                 self._fit_done(stage)
             if self.given_masks is not None:
-                self._run_timed("render", lambda: self._render_reconstruction())
-                self._finish_masks([m.astype(bool) for m in self.given_masks], step)
+                token = self._boundary(RECONSTRUCTED, step)
+                self._run_timed("render", lambda: self._render_reconstruction(token))
+                self._finish_masks([m.astype(bool) for m in self.given_masks], step, token)
             elif self.prompts is not None:
-                self._run_timed("render", lambda: self._render_reconstruction())
-                self._run_timed("initial_masks", lambda: self._initial_masks(step))
+                token = self._boundary(RECONSTRUCTED, step)
+                self._run_timed("render", lambda: self._render_reconstruction(token))
+                self._run_timed("initial_masks", lambda: self._initial_masks(step, token))
             elif not self._waiting_note:
                 self._waiting_note = True
                 CONSOLE.print("spin-nerfstudio: reconstruction done; waiting for clicks on the object in the viewer")
         elif stage == Stage.SEGMENT and step >= cfg.reconstruct_steps + cfg.mask_steps:
             self._fit_done(stage)
-            masks = self._run_timed("final_masks", lambda: self._render_final_masks())
-            self._finish_masks(masks, step)
+            token = self._boundary(SEGMENTED, step)
+            masks = self._run_timed("final_masks", lambda: self._render_final_masks(token))
+            self._finish_masks(masks, step, token)
         elif (
             stage == Stage.SEGMENT
             and not self._agreement_checked
@@ -256,6 +328,35 @@ class SpinPipeline(VanillaPipeline):
             self.stage_times[f"fit_{stage.name.lower()}"] = time.time() - self._fit_start
         self._fit_start = None
 
+    def _boundary(self, name: str, step: int) -> str:
+        """Enter a stage boundary: its token (kept from the resumed checkpoint, else new) and a checkpoint first.
+
+        The checkpoint (the state after step ``step - 1``) lets a run killed during this boundary's work resume
+        right here, with the same model, and keep the views already written under the token.
+        """
+        if self.lineage is None:
+            self.lineage = {}
+        entry = self.lineage.get(name)
+        if entry is None or entry.get("step") != step:
+            entry = {"token": uuid.uuid4().hex, "step": step}
+            self.lineage[name] = entry
+        trainer = self._trainer
+        if isinstance(trainer, SpinTrainer) and step > 0:
+            if not (Path(trainer.checkpoint_dir) / f"step-{step - 1:09d}.ckpt").is_file():
+                trainer.save_checkpoint(step - 1)
+        return entry["token"]
+
+    def _folder(self, name: str, kind: str, token: str):
+        """Stage output folder of the run (a no-op writer when there is no run folder)."""
+        if self.run_dir is None:
+            return _NoFolder()
+        return StageFolder(self.run_dir / name, self.datamanager.image_names, kind, token)
+
+    def _note_reuse(self, name: str, reused: int) -> None:
+        if reused:
+            n = len(self.datamanager.image_names)
+            CONSOLE.print(f"spin-nerfstudio: {name}: reusing {reused}/{n} views written before the interruption")
+
     def _run_timed(self, name: str, fn):
         start = time.time()
         result = fn()
@@ -266,45 +367,65 @@ class SpinPipeline(VanillaPipeline):
         return result
 
     # ------------------------------------------------------------------ stage: render the reconstruction
-    def _render_reconstruction(self) -> None:
+    def _render_reconstruction(self, token: str) -> None:
         names = self.datamanager.image_names
         cams = self.datamanager.train_dataset.cameras
-        out = render_views(self.model, cams, keys=("rgb", "depth", "accumulation"), description="Rendering depth")
-        self._depths = [d[..., 0] for d in out["depth"]]
-        self._accumulations = [a[..., 0] for a in out["accumulation"]]
-        if self.run_dir is not None:
-            save_views(self.run_dir / DEPTH_DIR, names, self._depths, kind="npy")
-            rgb8 = [(np.clip(r, 0, 1) * 255 + 0.5).astype(np.uint8) for r in out["rgb"]]
-            save_views(self.run_dir / RENDERS_BEFORE_DIR, names, rgb8)
+        depth_dir = self._folder(DEPTH_DIR, "npy", token)
+        rgb_dir = self._folder(RENDERS_BEFORE_DIR, "png", token)
+        depths = {i: d for i, d in depth_dir.existing().items()}
+        have_rgb = set(rgb_dir.existing())
+        todo = [i for i in range(len(names)) if i not in depths or i not in have_rgb]
+        self._note_reuse(DEPTH_DIR, len(names) - len(todo))
+        for i in track(todo, description="Rendering depth", transient=True):
+            out = render_views(self.model, cams, indices=[i], keys=("rgb", "depth"), progress=False)
+            depths[i] = out["depth"][0][..., 0]
+            depth_dir.put(i, depths[i])
+            rgb_dir.put(i, (np.clip(out["rgb"][0], 0, 1) * 255 + 0.5).astype(np.uint8))
+        depth_dir.finish()
+        rgb_dir.finish()
+        self._depths = [depths[i] for i in range(len(names))]
 
     # ------------------------------------------------------------------ stage: initial masks
     def _views(self) -> List[PinholeView]:
         cams = self.datamanager.train_dataset.cameras
         return [PinholeView.from_cameras(cams, i) for i in range(len(cams))]
 
-    def _initial_masks(self, step: int) -> None:
+    def _initial_masks(self, step: int, token: str) -> None:
         assert self.prompts is not None
         names = self.datamanager.image_names
-        segmenter = self.config.segmenter.setup(device=str(self.device), resolved=self._segmenter_plan)
-        try:
-            result = propagate_prompts(
-                self.prompts, self.prompt_views, self.datamanager.images_uint8(), self._depths,
-                self._accumulations, self._views(), segmenter, self.config.visibility_tolerance,
-                self.config.segmenter.max_object_fraction,
-                progress=lambda it: track(it, description="Propagating masks", transient=True),
-            )  # fmt: skip
-        except SpinInputError as err:
-            fail(str(err))
-        masks = result.masks
+        out_dir = self._folder(INITIAL_MASK_DIR, "png", token)
+        done = {i: m > 0 for i, m in out_dir.existing().items()}
+        self._note_reuse(INITIAL_MASK_DIR, len(done))
+        if len(done) == len(names):
+            masks = [done[i] for i in range(len(names))]
+            status = [
+                "clicked" if i in self.prompt_views else ("propagated" if m.any() else "empty")
+                for i, m in enumerate(masks)
+            ]
+        else:
+            segmenter = self.config.segmenter.setup(device=str(self.device), resolved=self._segmenter_plan)
+            try:
+                result = propagate_prompts(
+                    _scaled_prompts(self.prompts, float(getattr(self.datamanager, "image_scale", 1.0)), self._views()),
+                    self.prompt_views, self.datamanager.images_uint8(), self._depths,
+                    self._accumulations, self._views(), segmenter, self.config.visibility_tolerance,
+                    self.config.segmenter.max_object_fraction,
+                    progress=lambda it: track(it, description="Propagating masks", transient=True),
+                )  # fmt: skip
+            except SpinInputError as err:
+                fail(str(err))
+            masks, status = result.masks, list(result.status)
+            for i, m in enumerate(masks):
+                if i not in done:
+                    out_dir.put(i, m)
+            out_dir.finish()
         self._initial = masks
-        if self.run_dir is not None:
-            save_views(self.run_dir / INITIAL_MASK_DIR, names, masks)
         self._attach_initial_masks(masks)
         self.spin_model.set_stage(Stage.SEGMENT)
         self._stage_start_step = step
         self._fit_start = time.time()
         counts = sum(int(m.any()) for m in masks)
-        hidden = [n for n, st in zip(names, result.status) if st != "clicked" and st != "propagated"]
+        hidden = [n for n, st in zip(names, status) if st != "clicked" and st != "propagated"]
         CONSOLE.print(f"spin-nerfstudio: initial masks in {counts}/{len(masks)} views; fitting the mask head")
         if hidden:
             CONSOLE.print(
@@ -364,10 +485,18 @@ class SpinPipeline(VanillaPipeline):
         return field_masks, small
 
     # ------------------------------------------------------------------ stage: final masks
-    def _render_final_masks(self) -> List[np.ndarray]:
+    def _render_final_masks(self, token: str) -> List[np.ndarray]:
         cams = self.datamanager.train_dataset.cameras
-        out = render_views(self.model, cams, keys=("object_mask",), description="Rendering object masks")
-        return [m[..., 0] > self.spin_model.config.mask_threshold for m in out["object_mask"]]
+        out_dir = self._folder(MASK_DIR, "png", token)
+        masks = {i: m > 0 for i, m in out_dir.existing().items()}
+        self._note_reuse(MASK_DIR, len(masks))
+        todo = [i for i in range(len(cams)) if i not in masks]
+        for i in track(todo, description="Rendering object masks", transient=True):
+            out = render_views(self.model, cams, indices=[i], keys=("object_mask",), progress=False)
+            masks[i] = out["object_mask"][0][..., 0] > self.spin_model.config.mask_threshold
+            out_dir.put(i, masks[i])
+        out_dir.finish()
+        return [masks[i] for i in range(len(cams))]
 
     def dilate_iterations(self, width: int) -> int:
         """Dilation iterations for this image width."""
@@ -375,18 +504,27 @@ class SpinPipeline(VanillaPipeline):
             return self.config.dilate_iterations
         return max(1, int(round(5 * width / 1008)))
 
-    def _finish_masks(self, masks: List[np.ndarray], step: int) -> None:
-        names = self.datamanager.image_names
+    def _finish_masks(self, masks: List[np.ndarray], step: int, token: str) -> None:
         if not any(m.any() for m in masks):
             fail("the final object mask is empty in every view; nothing to remove (check the clicks)")
         width = masks[0].shape[1]
         iters = self.dilate_iterations(width)
+        mask_dir = self._folder(MASK_DIR, "png", token)
+        if not mask_dir.complete:  # ready-made masks (the rendered ones are written as they are made)
+            for i, m in enumerate(masks):
+                mask_dir.put(i, m)
+            mask_dir.finish()
+        removal_dir = self._folder(REMOVAL_MASK_DIR, "png", token)
         removal = [dilate(m, self.config.dilate_kernel, iters) for m in masks]
+        if not removal_dir.complete:
+            have = set(removal_dir.existing())
+            for i, r in enumerate(removal):
+                if i not in have:
+                    removal_dir.put(i, r)
+            removal_dir.finish()
         if self.run_dir is not None:
-            save_views(self.run_dir / MASK_DIR, names, masks)
-            save_views(self.run_dir / REMOVAL_MASK_DIR, names, removal)
             self._write_mask_sheet(masks)
-        inpainted, inpainted_depth = self._run_timed("inpaint", lambda: self._inpaint(removal))
+        inpainted, inpainted_depth = self._run_timed("inpaint", lambda: self._inpaint(removal, token))
         self._attach_inpainting(masks, removal, inpainted, inpainted_depth)
         self._start_inpainted_fit(step)
 
@@ -402,20 +540,31 @@ class SpinPipeline(VanillaPipeline):
         CONSOLE.print(f"spin-nerfstudio: masks over the images: {path}")
 
     # ------------------------------------------------------------------ stage: 2D inpainting
-    def _inpaint(self, removal: List[np.ndarray]) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+    def _inpaint(self, removal: List[np.ndarray], token: str) -> Tuple[List[np.ndarray], List[np.ndarray]]:
         names = self.datamanager.image_names
         images = self.datamanager.images_uint8()
-        inpainter = self.config.inpainter.setup()
+        rgb_dir = self._folder(INPAINTED_DIR, "png", token)
+        depth_dir = self._folder(INPAINTED_DEPTH_DIR, "npy", token)
+        rgb_done, depth_done = rgb_dir.existing(), depth_dir.existing()
+        done = set(rgb_done) & set(depth_done)
+        self._note_reuse(INPAINTED_DIR, len(done))
+        inpainter = self.config.inpainter.setup() if len(done) < len(names) else None
         rgb_out, depth_out = [], []
         for k in track(range(len(names)), description="Inpainting views", transient=True):
+            if k in done:
+                rgb_out.append(rgb_done[k])
+                depth_out.append(depth_done[k])
+                continue
+            assert inpainter is not None
             rgb_out.append(inpainter.inpaint_rgb(images[k], removal[k]))
             depth = self._depths[k]
             if not np.isfinite(depth).all():
                 fail(f"rendered depth of {names[k]} has NaN or infinite values; cannot build a depth prior")
             depth_out.append(inpainter.inpaint_depth(depth, removal[k]))
-        if self.run_dir is not None:
-            save_views(self.run_dir / INPAINTED_DIR, names, rgb_out)
-            save_views(self.run_dir / INPAINTED_DEPTH_DIR, names, depth_out, kind="npy")
+            rgb_dir.put(k, rgb_out[-1])
+            depth_dir.put(k, depth_out[-1])
+        rgb_dir.finish()
+        depth_dir.finish()
         return rgb_out, depth_out
 
     def reference_index(self) -> int:
@@ -486,30 +635,110 @@ class SpinPipeline(VanillaPipeline):
         return self.config.lpips_loss_mult * self._perceptual(pred, target).mean()
 
     # ------------------------------------------------------------------ resume
+    def resume_state(self) -> Dict[str, object]:
+        """What checkpoints carry besides the weights: the stage lineage (weights-only loadable: str and int)."""
+        return {"lineage": dict(self.lineage) if self.lineage is not None else None, "version": 1}
+
+    def resume_from(self, state: Optional[Dict], source_run_dir: Path, run_dir: Path) -> None:
+        """Called by the trainer after loading a checkpoint: take its lineage, bring the stage outputs over."""
+        lineage = state.get("lineage") if isinstance(state, dict) else None
+        self.lineage = {k: dict(v) for k, v in lineage.items()} if isinstance(lineage, dict) else None
+        self._resumed = True
+        self.resume_dir = Path(source_run_dir)
+        self.run_dir = Path(run_dir)
+        if self.resume_dir.resolve() != self.run_dir.resolve() and self.resume_dir.is_dir():
+            copied = 0
+            for name in STAGE_DIRS:
+                if (self.resume_dir / name).is_dir():
+                    copied += copy_stage_folder(self.resume_dir / name, self.run_dir / name)
+            times = self.resume_dir / STAGES_FILE
+            if times.is_file():
+                copied += copy_file(times, self.run_dir / STAGES_FILE)
+            if copied:
+                CONSOLE.print(f"spin-nerfstudio: copied {copied} stage output files from {self.resume_dir}")
+        try:
+            previous = json.loads((self.run_dir / STAGES_FILE).read_text())["seconds"]
+            self.stage_times.update({str(k): float(v) for k, v in previous.items()})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+        stage = self.spin_model.stage
+        CONSOLE.print(f"spin-nerfstudio: resuming in stage '{stage.name.lower()}'")
+
     def _restore_stage_outputs(self) -> None:
         """After a resume, reload what the finished stages wrote instead of recomputing it."""
         stage = self.spin_model.stage
         if stage == Stage.RECONSTRUCT:
             return
         names = self.datamanager.image_names
-        for folder in [d for d in (self.resume_dir, self.run_dir) if d is not None]:
-            depths = load_views(folder / DEPTH_DIR, names)
+        tokens = None if self.lineage is None else [str(e["token"]) for e in self.lineage.values()]
+        folders = [d for d in (self.run_dir, self.resume_dir) if d is not None]
+        for folder in folders:
+            depths = load_views(folder / DEPTH_DIR, names, tokens)
             if depths is None:
                 continue
             self._depths = list(depths)
             if stage == Stage.SEGMENT:
-                initial = load_views(folder / INITIAL_MASK_DIR, names)
+                initial = load_views(folder / INITIAL_MASK_DIR, names, tokens)
                 if initial is not None:
                     self._initial = [m > 0 for m in initial]
                     self._attach_initial_masks(self._initial)
+                    self._stage_start_step = self._boundary_step(RECONSTRUCTED, self.config.reconstruct_steps)
                     CONSOLE.print(f"spin-nerfstudio: resumed segmentation with the initial masks in {folder}")
                     return
             else:
-                parts = [load_views(folder / d, names) for d in (MASK_DIR, REMOVAL_MASK_DIR, INPAINTED_DIR)]
-                parts.append(load_views(folder / INPAINTED_DEPTH_DIR, names))
+                parts = [load_views(folder / d, names, tokens) for d in (MASK_DIR, REMOVAL_MASK_DIR, INPAINTED_DIR)]
+                parts.append(load_views(folder / INPAINTED_DEPTH_DIR, names, tokens))
                 if all(p is not None for p in parts):
                     masks, removal, rgb, depth = parts
                     self._attach_inpainting([m > 0 for m in masks], [m > 0 for m in removal], rgb, depth)
+                    default = self.config.reconstruct_steps + (
+                        0 if self.given_masks is not None else self.config.mask_steps
+                    )
+                    start = self._boundary_step(SEGMENTED, None)
+                    self._stage_start_step = start if start is not None else self._boundary_step(RECONSTRUCTED, default)
                     CONSOLE.print(f"spin-nerfstudio: resumed the inpainted fit with the stage outputs in {folder}")
                     return
         fail(f"cannot resume stage '{stage.name.lower()}': its outputs are missing from the run folder")
+
+    def _boundary_step(self, name: str, default):
+        entry = (self.lineage or {}).get(name)
+        return int(entry["step"]) if entry is not None else default
+
+
+class _NoFolder:
+    """Stand-in for a stage folder when the pipeline runs without a run folder."""
+
+    complete = False
+
+    def existing(self) -> Dict[int, np.ndarray]:
+        return {}
+
+    def put(self, index: int, array: np.ndarray) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+def _resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """A boolean mask at ``size`` (width, height), nearest neighbour."""
+    if (mask.shape[1], mask.shape[0]) == tuple(size):
+        return mask
+    img = Image.fromarray(mask.astype(np.uint8) * 255).resize(tuple(size), resample=Image.Resampling.NEAREST)
+    return np.asarray(img) > 127
+
+
+def _scaled_prompts(prompts: PromptSet, scale: float, views: List[PinholeView]) -> PromptSet:
+    """Clicks given on the images as stored, mapped to the (possibly downscaled) training images."""
+    if scale == 1.0:
+        return prompts
+    import dataclasses
+
+    out = []
+    for p in prompts.prompts:
+        out.append(dataclasses.replace(
+            p,
+            positive=[(x * scale, y * scale) for x, y in p.positive],
+            negative=[(x * scale, y * scale) for x, y in p.negative],
+        ))  # fmt: skip
+    return PromptSet(prompts=out, source=prompts.source)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
-from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from spin_nerfstudio import safe_load
 from spin_nerfstudio.data.datamanager import SpinDataManagerConfig
 from spin_nerfstudio.model.spin_model import SpinModelConfig
 from spin_nerfstudio.pipeline import SpinPipelineConfig
+from spin_nerfstudio.trainer import SpinTrainerConfig
 
 safe_load.allow_nerfstudio_checkpoints()
 
@@ -26,12 +26,12 @@ def _optimizers(lr: float, max_steps: int) -> dict:
     return {"proposal_networks": group(), "fields": group()}
 
 
-def spin_inpaint_config() -> TrainerConfig:
+def spin_inpaint_config() -> SpinTrainerConfig:
     """SPIn-NeRF's schedule: 2000 reconstruction + 500 mask + 10000 inpainted-fit steps at 4096 rays."""
     steps = 12500
     from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
-    return TrainerConfig(
+    return SpinTrainerConfig(
         method_name="spin-inpaint",
         steps_per_eval_batch=500,
         steps_per_eval_image=2000,
@@ -55,12 +55,12 @@ def spin_inpaint_config() -> TrainerConfig:
     )
 
 
-def spin_inpaint_small_config() -> TrainerConfig:
+def spin_inpaint_small_config() -> SpinTrainerConfig:
     """CPU-sized defaults: tri-plane field, 1024 rays, short stages, cheap LPIPS patches."""
     steps = 2400
     from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
-    return TrainerConfig(
+    return SpinTrainerConfig(
         method_name="spin-inpaint-small",
         steps_per_eval_batch=1_000_000,
         steps_per_eval_image=1_000_000,
@@ -73,6 +73,7 @@ def spin_inpaint_small_config() -> TrainerConfig:
                 dataparser=NerfstudioDataParserConfig(eval_mode="all"),
                 train_num_rays_per_batch=1024,
                 eval_num_rays_per_batch=1024,
+                max_image_side=1024,
             ),
             model=SpinModelConfig(
                 encoding="auto",

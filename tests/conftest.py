@@ -31,18 +31,18 @@ def run_cli(args, cwd: Path, timeout: int = 2400, env_extra=None) -> subprocess.
     )
 
 
-def ns_train_args(scene: Path, out: Path, *extra, steps=TINY_STEPS) -> list:
+def ns_train_args(scene: Path, out: Path, *extra, steps=TINY_STEPS, timestamp="run", steps_per_save=None) -> list:
     """ns-train arguments of a tiny CPU run without the viewer."""
     return [
         "ns-train", "spin-inpaint-small",
         "--data", scene,
         "--output-dir", out,
         "--experiment-name", "tiny",
-        "--timestamp", "run",
+        "--timestamp", timestamp,
         "--vis", "tensorboard",
         "--machine.device-type", "cpu",
         "--max-num-iterations", steps["total"],
-        "--steps-per-save", steps["total"],
+        "--steps-per-save", steps_per_save or steps["total"],
         "--pipeline.reconstruct-steps", steps["reconstruct"],
         "--pipeline.mask-steps", steps["mask"],
         *extra,

@@ -4,20 +4,27 @@ It is a ``VanillaDataManager`` that caches every training image in this process 
 ``ParallelDataManager`` keeps them in a worker process, where later edits would never arrive). Stages add
 H x W x C tensors with :meth:`SpinDataManager.set_view_data`; nerfstudio's pixel sampler then indexes every
 tensor of the cached batch at the sampled pixels, so each new key arrives per ray.
+
+Before any image is loaded the dataset is checked (:mod:`spin_nerfstudio.data.limits`): too few views, cameras at
+one position or mixed image sizes stop the run; images larger than ``max_image_side`` are downscaled on load.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Tuple, Type
+from typing import Dict, List, Tuple, Type, Union
 
 import numpy as np
 import torch
 from jaxtyping import Float
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
 from nerfstudio.data.datasets.base_dataset import InputDataset
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
+
+from spin_nerfstudio.data.limits import check_dataset, coincident_message
+from spin_nerfstudio.prompts import SpinInputError
 
 
 @dataclass
@@ -25,12 +32,56 @@ class SpinDataManagerConfig(VanillaDataManagerConfig):
     """Datamanager of spin-inpaint."""
 
     _target: Type = field(default_factory=lambda: SpinDataManager)
+    max_image_side: int = 1600
+    """Images whose longer side exceeds this many pixels are downscaled on load (a warning gives the memory the
+    full size would have needed); clicks and ready-made masks are scaled to match."""
+    min_views: int = 5
+    """Fewer training views than this stop the run."""
 
 
 class SpinDataManager(VanillaDataManager[InputDataset]):
     """Caches all training views and lets the pipeline attach per-view targets to them."""
 
     config: SpinDataManagerConfig
+    image_scale: float = 1.0
+    """Factor applied to the images on load (below 1 when they were larger than ``max_image_side``)."""
+    disk_sizes: List[Tuple[int, int]]
+    """(width, height) of each training image as stored on disk."""
+
+    def __init__(self, config: SpinDataManagerConfig, device: Union[torch.device, str] = "cpu", **kwargs) -> None:
+        try:
+            super().__init__(config, device, **kwargs)
+        except ZeroDivisionError:  # nerfstudio's parser divides by the camera spread when scaling the poses
+            raise SpinInputError(coincident_message(Path(config.data or config.dataparser.data))) from None
+
+    def create_train_dataset(self) -> InputDataset:
+        """Check the parsed dataset, then build the training dataset (downscaled when too large)."""
+        outputs = self.train_dataparser_outputs
+        cams = outputs.cameras
+        camera_sizes = [(int(w), int(h)) for w, h in zip(cams.width.view(-1).tolist(), cams.height.view(-1).tolist())]
+        report = check_dataset(
+            paths=[Path(p) for p in outputs.image_filenames],
+            camera_sizes=camera_sizes,
+            origins=cams.camera_to_worlds[:, :3, 3].cpu().numpy(),
+            data=Path(self.config.data or self.config.dataparser.data),
+            min_views=self.config.min_views,
+            max_image_side=self.config.max_image_side,
+            require_files=self.test_mode != "inference",
+        )
+        self.image_scale = report.scale
+        self.disk_sizes = report.sizes
+        for warning in report.warnings:
+            CONSOLE.print(f"[yellow]spin-nerfstudio: {warning}")
+        return self.dataset_type(
+            dataparser_outputs=outputs, scale_factor=self.config.camera_res_scale_factor * self.image_scale
+        )
+
+    def create_eval_dataset(self) -> InputDataset:
+        """The evaluation dataset, at the training images' scale."""
+        return self.dataset_type(
+            dataparser_outputs=self.dataparser.get_dataparser_outputs(split=self.test_split),
+            scale_factor=self.config.camera_res_scale_factor * self.image_scale,
+        )
 
     @property
     def view_batch(self) -> Dict[str, Tensor]:

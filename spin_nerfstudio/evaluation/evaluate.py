@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -87,7 +88,10 @@ def evaluate_run(
     if not load_config.is_file():
         raise SpinInputError(f"{load_config}: run config not found")
     safe_load.allow_nerfstudio_checkpoints()
-    _, pipeline, _, step = eval_setup(load_config, test_mode="test")
+    try:
+        _, pipeline, _, step = eval_setup(load_config, test_mode="test")
+    except pickle.UnpicklingError as err:  # weights-only loading refused a global: say so in one line
+        raise SpinInputError(safe_load.refusal_message(load_config.parent / "nerfstudio_models", err)) from None
     from spin_nerfstudio.evaluation import protocol
 
     if protocol.is_spin_layout(pipeline):
