@@ -404,11 +404,15 @@ class SpinPipeline(VanillaPipeline):
             ]
         else:
             segmenter = self.config.segmenter.setup(device=str(self.device), resolved=self._segmenter_plan)
+            cams = self.datamanager.train_dataset.cameras
+            clicked = sorted(set(self.prompt_views))
+            acc = render_views(self.model, cams, indices=clicked, keys=("accumulation",), progress=False)
+            accumulations = {k: a[..., 0] for k, a in zip(clicked, acc["accumulation"])}  # only clicked views are read
             try:
                 result = propagate_prompts(
                     _scaled_prompts(self.prompts, float(getattr(self.datamanager, "image_scale", 1.0)), self._views()),
                     self.prompt_views, self.datamanager.images_uint8(), self._depths,
-                    self._accumulations, self._views(), segmenter, self.config.visibility_tolerance,
+                    accumulations, self._views(), segmenter, self.config.visibility_tolerance,
                     self.config.segmenter.max_object_fraction,
                     progress=lambda it: track(it, description="Propagating masks", transient=True),
                 )  # fmt: skip
