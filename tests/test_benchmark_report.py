@@ -74,6 +74,17 @@ def test_benchmark_figure_is_truth_above_ours_below(bench):
         np.testing.assert_array_equal(tile, expected)
 
 
+def test_evaluate_uses_the_dataset_ground_truth_on_a_spin_run(bench, tmp_path):
+    _, out, _ = bench
+    config = out / "runs" / "fake" / "spin-inpaint-small" / "run" / "config.yml"
+    proc = run_cli(["spin-nerf", "evaluate", "--load-config", config, "--gt-masks", tmp_path], tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"spin-nerf: error: {config}: the run's dataset has the SPIn-NeRF layout; its own ground truth (test views, "
+        "test_label/, label/) is used, so --gt-masks and --gt-images must not be given"
+    )
+
+
 def test_benchmark_refuses_a_folder_without_the_layout(tmp_path):
     (tmp_path / "scene" / "images_4").mkdir(parents=True)
     np.save(tmp_path / "scene" / "poses_bounds.npy", np.zeros((2, 17)))

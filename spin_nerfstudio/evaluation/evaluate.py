@@ -9,10 +9,20 @@
   mask's bounding-box crop (at least 16 px a side) — LPIPS only when ImageNet backbone weights are cached,
   otherwise ``null`` with a note.
 
-On a run whose dataset has the SPIn-NeRF layout (``spin-llff`` with ``images_4/label/``), ``--gt-masks`` and
-``--gt-images`` are not used: the run is scored on the dataset's ground-truth test views with the protocol documented
-in :mod:`spin_nerfstudio.evaluation.protocol` (full / inside-mask / bounding-box PSNR, SSIM and LPIPS, FID, and the
-training views' mask accuracy and IoU against ``label/``).
+SPIn-NeRF-layout runs (``spin-llff`` with ``images_4/label/``) are scored on the dataset's own ground truth instead
+(``--gt-masks`` / ``--gt-images`` are refused); code and full text in :mod:`spin_nerfstudio.evaluation.protocol`:
+
+- views: the ``N_gt`` test views (object physically removed) at the trained image folder's resolution (``images_4``),
+  rendered at their cameras; renders clipped to [0, 1] (float), ground truth = 8-bit file / 255, no resizing;
+  mask = ``test_label/`` non-zero. Renders are saved to ``RUN/test_renders/``.
+- ``psnr`` / ``ssim`` / ``lpips``: whole image, per view, mean over views (PSNR = 10 log10(1/MSE) over 3 channels,
+  inf capped at 100 in means; SSIM = scikit-image Gaussian sigma 1.5; LPIPS v0.1 AlexNet, inputs in [-1, 1]).
+- ``masked_*`` = pixels inside the mask: MSE over masked pixels; full-image SSIM map and spatial LPIPS map averaged
+  over masked pixels. ``bbox_*`` = the metric on the crop to the mask's bounding box (grown to >= 16 px a side).
+- ``fid`` / ``bbox_fid``: torchmetrics FID (Inception pool-2048, TF-FID weights from ``--inception-weights`` or
+  torch's cache, never downloaded; null with a note otherwise), all renders vs all test views, 8-bit, one per scene.
+- ``mask_accuracy`` / ``mask_iou``: ``RUN/masks`` of the training views against ``label/`` (non-zero), mean over
+  views; trivially 1 when the run used ``label/`` as its masks (``masks_from`` says so).
 """
 
 from __future__ import annotations
@@ -88,21 +98,22 @@ def evaluate_run(
     if not load_config.is_file():
         raise SpinInputError(f"{load_config}: run config not found")
     safe_load.allow_nerfstudio_checkpoints()
+    from spin_nerfstudio.evaluation import protocol
+
+    if (gt_masks is not None or gt_images is not None) and protocol.config_uses_spin_layout(load_config):
+        raise SpinInputError(
+            f"{load_config}: the run's dataset has the SPIn-NeRF layout; its own ground truth (test views, "
+            "test_label/, label/) is used, so --gt-masks and --gt-images must not be given"
+        )
     try:
         _, pipeline, _, step = eval_setup(load_config, test_mode="test")
     except pickle.UnpicklingError as err:  # weights-only loading refused a global: say so in one line
         raise SpinInputError(safe_load.refusal_message(load_config.parent / "nerfstudio_models", err)) from None
-    from spin_nerfstudio.evaluation import protocol
-
     if protocol.is_spin_layout(pipeline):
-        if gt_masks is not None or gt_images is not None:
-            raise SpinInputError(
-                f"{load_config}: the run's dataset has the SPIn-NeRF layout; its ground truth (test views, label/, "
-                "test_label/) is used, so --gt-masks and --gt-images must not be given"
-            )
-        return protocol.evaluate_test_split(pipeline, load_config.parent, int(step), inception_weights, lpips_weights)[
-            0
-        ]
+        result, _ = protocol.evaluate_test_split(
+            pipeline, load_config.parent, int(step), inception_weights, lpips_weights
+        )
+        return result
     return evaluate_pipeline(pipeline, load_config.parent, int(step), gt_masks, gt_images, mask_folder)[0]
 
 

@@ -78,6 +78,23 @@ def is_spin_layout(pipeline) -> bool:
     return bool(pipeline.datamanager.eval_dataset.metadata.get(LAYOUT_KEY))
 
 
+def load_run_config(load_config: Path):
+    """A run's ``config.yml`` (nerfstudio's TrainerConfig), with the dataparser pointed at the run's data."""
+    import yaml
+
+    config = yaml.load(Path(load_config).read_text(), Loader=yaml.Loader)
+    dm = config.pipeline.datamanager
+    if dm.data is not None:
+        dm.dataparser.data = Path(dm.data)
+    return config
+
+
+def config_uses_spin_layout(load_config: Path) -> bool:
+    """Whether a run's dataset has the SPIn-NeRF layout, from its config and dataparser alone (no model loaded)."""
+    parser = load_run_config(load_config).pipeline.datamanager.dataparser.setup()
+    return bool(parser.get_dataparser_outputs("train").metadata.get(LAYOUT_KEY))
+
+
 def find_inception_weights(path: Optional[Path] = None) -> Optional[Path]:
     """The FID Inception weights: ``path`` (must exist), else torch's cache file, else None."""
     if path is not None:

@@ -76,19 +76,15 @@ class RunInfo:
 
 def load_run(run_dir: Path) -> RunInfo:
     """Read ``RUN/config.yml`` and list the run's training (and SPIn-NeRF test) image files via its dataparser."""
-    import yaml
-
     from spin_nerfstudio.data.spin_layout import LAYOUT_KEY, OBJECT_MASK_FILES
+    from spin_nerfstudio.evaluation.protocol import load_run_config
 
     run_dir = Path(run_dir)
     path = run_dir / "config.yml"
     if not path.is_file():
         raise SpinInputError(f"{path}: run config not found (is {run_dir} a run folder?)")
-    config = yaml.load(path.read_text(), Loader=yaml.Loader)
-    dm = config.pipeline.datamanager
-    dp = dm.dataparser
-    if dm.data is not None:
-        dp.data = Path(dm.data)
+    config = load_run_config(path)
+    dp = config.pipeline.datamanager.dataparser
     try:
         parser = dp.setup()
         train = parser.get_dataparser_outputs("train")
