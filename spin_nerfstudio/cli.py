@@ -47,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
         "--mask-folder", default="masks", choices=["masks", "initial_masks"],
         help="which of the run's masks --gt-masks scores: final (masks) or per-view propagated (initial_masks)",
     )  # fmt: skip
+    e.add_argument(
+        "--baselines",
+        action="store_true",
+        help="also score per-view 2D inpainting and a masked NeRF (trained here) on the same views",
+    )
 
     b = sub.add_parser("segbench", help="initial vs mask-field IoU on varied generated scenes (issue 3 figures)")
     b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -64,6 +69,17 @@ def _parser() -> argparse.ArgumentParser:
 
     benchmark.add_command(sub, _add_weight_args)
     report.add_command(sub)
+
+    f = sub.add_parser("figures", help="inpainting figures on generated scenes: ours vs baselines, ablation, 2D")
+    f.add_argument("--output", type=Path, default=Path("figures_output"))
+    f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    f.add_argument("--num-views", type=int, default=24)
+    f.add_argument("--width", type=int, default=120)
+    f.add_argument("--height", type=int, default=90)
+    f.add_argument("--steps", type=int, nargs=3, default=None, metavar=("RECONSTRUCT", "MASK", "TOTAL"),
+                   help="schedule (default: spin-inpaint-small's)")  # fmt: skip
+    f.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    f.add_argument("--table-only", action="store_true", help="print the table of OUTPUT/figures.json again")
     return p
 
 
@@ -113,8 +129,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                 mask_folder=args.mask_folder,
                 inception_weights=args.inception_weights,
                 lpips_weights=args.lpips_weights,
+                baselines=args.baselines,
             )
             print(write_metrics(result, args.output))
+            if "comparison" in result:
+                from spin_nerfstudio.evaluation.baselines import comparison_table
+
+                print(comparison_table(result["comparison"]), file=sys.stderr)  # type: ignore[arg-type]
         elif args.command == "segbench":
             from spin_nerfstudio.evaluation.segbench import run_segbench
 
@@ -126,10 +147,33 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(report["table"])
         elif args.command in ("benchmark", "report"):
             return args.run_command(args)
+        elif args.command == "figures":
+            _figures(args)
     except SpinInputError as err:
         print(f"spin-nerf: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _figures(args) -> None:
+    import json
+
+    from spin_nerfstudio.evaluation.figures import figures_table, run_figures
+
+    if args.table_only:
+        path = args.output / "figures.json"
+        if not path.is_file():
+            raise SpinInputError(f"{path}: not found; run spin-nerf figures first")
+        print(figures_table(json.loads(path.read_text())))
+        return
+    import torch
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    iterations = None
+    if args.steps is not None:
+        iterations = {"reconstruct": args.steps[0], "mask": args.steps[1], "total": args.steps[2]}
+    spec = {"num_views": args.num_views, "width": args.width, "height": args.height}
+    print(figures_table(run_figures(args.output, args.seeds, spec, iterations, device)))
 
 
 if __name__ == "__main__":

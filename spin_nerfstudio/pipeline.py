@@ -40,6 +40,7 @@ from spin_nerfstudio.data.datamanager import SpinDataManager, SpinDataManagerCon
 from spin_nerfstudio.data.masks import load_mask_dir
 from spin_nerfstudio.data.spin_layout import dataset_label_masks
 from spin_nerfstudio.guard import FiniteGuard
+from spin_nerfstudio.inpainting import visibility as vis
 from spin_nerfstudio.inpainting.base import InpainterConfig
 from spin_nerfstudio.model.spin_model import (
     INITIAL_MASK,
@@ -49,6 +50,9 @@ from spin_nerfstudio.model.spin_model import (
     OBJECT_MASK,
     REFERENCE_VIEW,
     REMOVAL_MASK,
+    RGB_FOR_UPDATES,
+    SEEN_MASK,
+    SEEN_RGB,
     SpinModel,
     SpinModelConfig,
     Stage,
@@ -58,7 +62,7 @@ from spin_nerfstudio.render import render_views
 from spin_nerfstudio.segmentation.base import SegmenterConfig
 from spin_nerfstudio.segmentation.multiview import agreement_ious, agreement_outliers, propagate_prompts
 from spin_nerfstudio.segmentation.propagate import PinholeView, dilate
-from spin_nerfstudio.stage_io import StageFolder, copy_file, copy_stage_folder, load_views, write_json
+from spin_nerfstudio.stage_io import StageFolder, copy_file, copy_stage_folder, folder_token, load_views, write_json
 from spin_nerfstudio.trainer import SpinTrainer
 from spin_nerfstudio.validate import check_pipeline_values
 from spin_nerfstudio.viewer.access import viewer_exposure_warning
@@ -83,6 +87,8 @@ STAGE_DIRS = (
     REMOVAL_MASK_DIR,
     INPAINTED_DIR,
     INPAINTED_DEPTH_DIR,
+    vis.SEEN_DIR,
+    vis.TARGETS_DIR,
 )
 # Stage boundaries (keys of the lineage carried by checkpoints).
 RECONSTRUCTED = "reconstructed"
@@ -119,6 +125,13 @@ class SpinPipelineConfig(VanillaPipelineConfig):
     """2D segmenter for the initial masks."""
     inpainter: InpainterConfig = field(default_factory=InpainterConfig)
     """2D inpainter for colour and depth."""
+    visibility: vis.VisibilityConfig = field(default_factory=vis.VisibilityConfig)
+    """Visibility-aware targets: masked pixels another view saw are supervised with the colour it saw."""
+    max_mask_fraction: float = 0.9
+    """Stop with a message when a view's removal mask covers more than this share of the image."""
+    reuse_stages: Optional[Path] = None
+    """Finished run folder on the same data: start the inpainted fit at once from its depth, masks and 2D
+    inpainting (no reconstruction or segmentation), e.g. to compare loss settings or train a baseline."""
     visibility_tolerance: float = 0.05
     """Relative depth slack when deciding whether a projected point is visible in another view."""
     mask_outlier_iou: float = 0.5
@@ -146,8 +159,8 @@ class SpinPipelineConfig(VanillaPipelineConfig):
     """Steps into the inpainting stage before the LPIPS loss starts (SPIn-NeRF: 300)."""
     lpips_every: int = 1
     """Apply the LPIPS loss every N steps (a CPU saving)."""
-    lpips_updates: Literal["colour", "both"] = "colour"
-    """What LPIPS may change: colour only (volume weights detached, as SPIn-NeRF) or colour and geometry."""
+    lpips_updates: Literal["colour", "geometry", "both"] = "colour"
+    """What LPIPS may change: colour only (volume weights detached, as SPIn-NeRF), geometry only, or both."""
 
 
 class SpinPipeline(VanillaPipeline):
@@ -219,6 +232,11 @@ class SpinPipeline(VanillaPipeline):
                 self.given_masks = [_resize_mask(m, wh) for m, wh in zip(masks, self.datamanager.image_sizes())]
         if self.config.reference_image is not None and Path(self.config.reference_image).name not in names:
             raise SpinInputError(f"reference_image '{self.config.reference_image}' is not a training image")
+        self.config.inpainter.check()
+        if self.config.reuse_stages is not None:
+            src = Path(self.config.reuse_stages)
+            if load_views(src / MASK_DIR, names) is None:
+                raise SpinInputError(f"{src}: no complete {MASK_DIR}/ for these images; not a finished run to reuse")
 
     def get_training_callbacks(
         self, training_callback_attributes: TrainingCallbackAttributes
@@ -243,7 +261,8 @@ class SpinPipeline(VanillaPipeline):
                 if not self._resumed:  # resumed by a trainer that does not carry the lineage: trust complete folders
                     self.lineage = None
             vis = str(trainer.config.vis)
-            if self.prompts is None and self.given_masks is None and "viewer" not in vis:
+            nothing = self.prompts is None and self.given_masks is None and self.config.reuse_stages is None
+            if nothing and "viewer" not in vis:
                 fail(
                     "nothing to remove: pass --pipeline.prompt-file FILE or --pipeline.mask-dir DIR "
                     f"(or train with the viewer on to click the object; --vis is '{vis}')"
@@ -291,7 +310,10 @@ class SpinPipeline(VanillaPipeline):
         if not self._restored:
             self._restored = True
             self._fit_start = time.time()
-            self._restore_stage_outputs()
+            if self.spin_model.stage == Stage.RECONSTRUCT and self.config.reuse_stages is not None:
+                self._reuse_stages(step)
+            else:
+                self._restore_stage_outputs()
         stage = self.spin_model.stage
         cfg = self.config
         if stage == Stage.RECONSTRUCT and step >= cfg.reconstruct_steps:
@@ -520,6 +542,13 @@ class SpinPipeline(VanillaPipeline):
             mask_dir.finish()
         removal_dir = self._folder(REMOVAL_MASK_DIR, "png", token)
         removal = [dilate(m, self.config.dilate_kernel, iters) for m in masks]
+        for name, r in zip(self.datamanager.image_names, removal):
+            if r.mean() > self.config.max_mask_fraction:
+                fail(
+                    f"{name}: the removal mask covers {r.mean():.1%} of the image (more than "
+                    f"--pipeline.max-mask-fraction {self.config.max_mask_fraction:g}); too little background is "
+                    "left to inpaint from"
+                )
         if not removal_dir.complete:
             have = set(removal_dir.existing())
             for i, r in enumerate(removal):
@@ -529,7 +558,12 @@ class SpinPipeline(VanillaPipeline):
         if self.run_dir is not None:
             self._write_mask_sheet(masks)
         inpainted, inpainted_depth = self._run_timed("inpaint", lambda: self._inpaint(removal, token))
-        self._attach_inpainting(masks, removal, inpainted, inpainted_depth)
+        targets = None
+        if self.config.visibility.enabled:
+            targets = self._run_timed(
+                "seen_elsewhere", lambda: self._seen_elsewhere(removal, inpainted, inpainted_depth, token)
+            )
+        self._attach_inpainting(masks, removal, inpainted, inpainted_depth, targets)
         self._start_inpainted_fit(step)
 
     def _write_mask_sheet(self, masks: List[np.ndarray]) -> None:
@@ -552,7 +586,7 @@ class SpinPipeline(VanillaPipeline):
         rgb_done, depth_done = rgb_dir.existing(), depth_dir.existing()
         done = set(rgb_done) & set(depth_done)
         self._note_reuse(INPAINTED_DIR, len(done))
-        inpainter = self.config.inpainter.setup() if len(done) < len(names) else None
+        inpainter = self._setup_inpainter() if len(done) < len(names) else None
         rgb_out, depth_out = [], []
         for k in track(range(len(names)), description="Inpainting views", transient=True):
             if k in done:
@@ -560,16 +594,70 @@ class SpinPipeline(VanillaPipeline):
                 depth_out.append(depth_done[k])
                 continue
             assert inpainter is not None
-            rgb_out.append(inpainter.inpaint_rgb(images[k], removal[k]))
             depth = self._depths[k]
             if not np.isfinite(depth).all():
                 fail(f"rendered depth of {names[k]} has NaN or infinite values; cannot build a depth prior")
-            depth_out.append(inpainter.inpaint_depth(depth, removal[k]))
+            try:
+                rgb_out.append(inpainter.inpaint_rgb(images[k], removal[k]))
+                depth_out.append(inpainter.inpaint_depth(depth, removal[k]))
+            except (ValueError, SpinInputError) as err:
+                fail(f"inpainting {names[k]}: {err}")
             rgb_dir.put(k, rgb_out[-1])
             depth_dir.put(k, depth_out[-1])
         rgb_dir.finish()
         depth_dir.finish()
         return rgb_out, depth_out
+
+    def _setup_inpainter(self):
+        if getattr(self, "_inpainter", None) is None:
+            try:
+                self._inpainter = self.config.inpainter.setup()
+            except SpinInputError as err:
+                fail(str(err))
+        return self._inpainter
+
+    def _seen_elsewhere(self, removal, inpainted, inpainted_depth, token: str) -> vis.VisibilityTargets:
+        """Seen-elsewhere masks and colour targets of every view (inpainting/visibility.py), written to the run."""
+        names = self.datamanager.image_names
+        seen_dir = self._folder(vis.SEEN_DIR, "png", token)
+        target_dir = self._folder(vis.TARGETS_DIR, "png", token)
+        if seen_dir.complete and target_dir.complete:  # a resumed run: these views were all written already
+            seen, done = seen_dir.existing(), target_dir.existing()
+            targets = vis.VisibilityTargets(
+                seen=[seen[i] > 0 for i in range(len(names))], targets=[done[i] for i in range(len(names))]
+            )
+        else:
+            targets = vis.seen_elsewhere_targets(
+                self._views(), self.datamanager.images_uint8(), removal, inpainted, inpainted_depth, self._depths,
+                self._setup_inpainter(), self.config.visibility,
+            )  # fmt: skip
+            for i in range(len(names)):
+                seen_dir.put(i, targets.seen[i])
+                target_dir.put(i, targets.targets[i])
+            seen_dir.finish()
+            target_dir.finish()
+        summary = targets.summary(names, removal)
+        if self.run_dir is not None:
+            write_json(self.run_dir / vis.SUMMARY_FILE, summary)
+        share = summary["seen_fraction"]
+        CONSOLE.print(
+            f"spin-nerfstudio: {summary['seen_pixels']}/{summary['masked_pixels']} masked pixels "
+            f"({0.0 if share is None else share:.1%}) were seen unmasked in other views; "
+            "they are supervised with that colour, the 2D inpainter fills the rest",
+            soft_wrap=True,
+        )
+        return targets
+
+    def _restore_targets(self, folder: Path, removal, rgb, depth, tokens) -> Optional[vis.VisibilityTargets]:
+        """Seen-elsewhere targets of a resumed inpainted fit: reloaded, else computed again (they are cheap)."""
+        if not self.config.visibility.enabled:
+            return None
+        targets = vis.load_targets(folder, self.datamanager.image_names, tokens)
+        if targets is not None:
+            return targets
+        entry = (self.lineage or {}).get(SEGMENTED) or (self.lineage or {}).get(RECONSTRUCTED)
+        token = str(entry["token"]) if entry is not None else uuid.uuid4().hex
+        return self._seen_elsewhere(removal, rgb, depth, token)
 
     def reference_index(self) -> int:
         """Index of the view whose inpainted colour is fitted directly."""
@@ -580,11 +668,15 @@ class SpinPipeline(VanillaPipeline):
             return self.prompt_views[0]
         return 0
 
-    def _attach_inpainting(self, masks, removal, inpainted, inpainted_depth) -> None:
+    def _attach_inpainting(self, masks, removal, inpainted, inpainted_depth, targets=None) -> None:
         dm = self.datamanager
         dm.set_view_data(OBJECT_MASK, torch.from_numpy(np.stack(masks)).float()[..., None])
         dm.set_view_data(REMOVAL_MASK, torch.from_numpy(np.stack(removal)).float()[..., None])
-        dm.set_view_data(INPAINTED_RGB, torch.from_numpy(np.stack(inpainted)).float() / 255.0)
+        colour = targets.targets if targets is not None else inpainted
+        dm.set_view_data(INPAINTED_RGB, torch.from_numpy(np.stack(colour)).float() / 255.0)
+        if targets is not None:
+            dm.set_view_data(SEEN_MASK, torch.from_numpy(np.stack(targets.seen)).float()[..., None])
+            dm.set_view_data(SEEN_RGB, torch.from_numpy(np.stack(targets.targets)).float() / 255.0)
         dm.set_view_data(INPAINTED_DEPTH, torch.from_numpy(np.stack(inpainted_depth)).float()[..., None])
         ref = torch.zeros(len(masks), *masks[0].shape, 1)
         ref[self.reference_index()] = 1.0
@@ -617,9 +709,13 @@ class SpinPipeline(VanillaPipeline):
             CONSOLE.print(f"spin-nerfstudio: perceptual loss uses {description}")
         batch = self.datamanager.view_batch
         removal = batch[REMOVAL_MASK]
+        if SEEN_MASK in batch:  # perceptual patches only where no view saw the background
+            removal = removal * (1.0 - batch[SEEN_MASK])
         order = batch["image_idx"].tolist()
         candidates = [i for i in range(len(order)) if removal[i].any()]
         chosen = random.sample(candidates, min(len(candidates), self.config.lpips_views_per_step))
+        if not chosen:  # every masked pixel was seen elsewhere (or no view has a mask)
+            return torch.zeros((), device=self.device)
         _, h, w, _ = removal.shape
         p = min(self.config.lpips_patch_size, h, w)
         indices, targets = [], []
@@ -633,10 +729,37 @@ class SpinPipeline(VanillaPipeline):
             targets.append(batch[INPAINTED_RGB][b, y0 : y0 + p, x0 : x0 + p])
         ray_bundle = self.datamanager.train_ray_generator(torch.cat(indices).to(self.device))
         outputs = self.model(ray_bundle)
-        key = "rgb_colour_only" if self.config.lpips_updates == "colour" else "rgb"
-        pred = outputs[key].view(len(chosen), p, p, 3).permute(0, 3, 1, 2)
+        pred = outputs[RGB_FOR_UPDATES[self.config.lpips_updates]].view(len(chosen), p, p, 3).permute(0, 3, 1, 2)
         target = torch.stack(targets).to(pred).permute(0, 3, 1, 2)
         return self.config.lpips_loss_mult * self._perceptual(pred, target).mean()
+
+    # ------------------------------------------------------------------ reuse another run's stages
+    def _reuse_stages(self, step: int) -> None:
+        """Take another run's stage outputs (copied into this run, lineage included) and start the inpainted fit."""
+        src = Path(self.config.reuse_stages)  # type: ignore[arg-type]
+        names = self.datamanager.image_names
+        folders = (DEPTH_DIR, MASK_DIR, REMOVAL_MASK_DIR, INPAINTED_DIR, INPAINTED_DEPTH_DIR)
+        parts = [load_views(src / d, names) for d in folders]
+        missing = [d for d, part in zip(folders, parts) if part is None]
+        if missing:
+            fail(f"{src}: stage outputs {', '.join(missing)} missing or incomplete; cannot reuse them")
+        self.lineage = {}
+        for name, folder in ((RECONSTRUCTED, DEPTH_DIR), (SEGMENTED, MASK_DIR)):
+            token = folder_token(src / folder)
+            self.lineage[name] = {"token": token or uuid.uuid4().hex, "step": step}
+        if self.run_dir is not None and self.run_dir.resolve() != src.resolve():
+            for name in (*folders, vis.SEEN_DIR, vis.TARGETS_DIR):
+                if (src / name).is_dir():
+                    copy_stage_folder(src / name, self.run_dir / name)
+        depths, masks, removal, rgb, depth = parts
+        self._depths = list(depths)  # type: ignore[arg-type]
+        masks = [m > 0 for m in masks]  # type: ignore[union-attr]
+        removal = [m > 0 for m in removal]  # type: ignore[union-attr]
+        tokens = [str(e["token"]) for e in self.lineage.values()]
+        targets = self._restore_targets(src, removal, rgb, depth, tokens)
+        self._attach_inpainting(masks, removal, rgb, depth, targets)
+        CONSOLE.print(f"spin-nerfstudio: reusing the stage outputs of {src}", soft_wrap=True)
+        self._start_inpainted_fit(step)
 
     # ------------------------------------------------------------------ resume
     def resume_state(self) -> Dict[str, object]:
@@ -694,7 +817,9 @@ class SpinPipeline(VanillaPipeline):
                 parts.append(load_views(folder / INPAINTED_DEPTH_DIR, names, tokens))
                 if all(p is not None for p in parts):
                     masks, removal, rgb, depth = parts
-                    self._attach_inpainting([m > 0 for m in masks], [m > 0 for m in removal], rgb, depth)
+                    masks, removal = [m > 0 for m in masks], [m > 0 for m in removal]
+                    targets = self._restore_targets(folder, removal, rgb, depth, tokens)
+                    self._attach_inpainting(masks, removal, rgb, depth, targets)
                     default = self.config.reconstruct_steps + (
                         0 if self.given_masks is not None else self.config.mask_steps
                     )

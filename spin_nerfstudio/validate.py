@@ -52,9 +52,12 @@ def check_pipeline_values(pipeline) -> None:
     _number(pipeline.lpips_patch_size, _flag(p, "lpips_patch_size"), 4, 4096, integer=True)
     _number(pipeline.lpips_start_step, _flag(p, "lpips_start_step"), 0, integer=True)
     _number(pipeline.lpips_every, _flag(p, "lpips_every"), 1, integer=True)
+    _number(pipeline.max_mask_fraction, _flag(p, "max_mask_fraction"), 1e-6, 1)
+    _number(pipeline.visibility.depth_tolerance, _flag(p, "visibility.depth_tolerance"), 0, 10)
+    _number(pipeline.visibility.min_views, _flag(p, "visibility.min_views"), 1, integer=True)
     m = "pipeline.model."
     model = pipeline.model
-    for name in ("mask_loss_mult", "depth_loss_mult", "reference_loss_mult", "interlevel_loss_mult"):
+    for name in ("mask_loss_mult", "depth_loss_mult", "reference_loss_mult", "seen_loss_mult", "interlevel_loss_mult"):
         _number(getattr(model, name), _flag(m, name), 0)
     _number(model.distortion_loss_mult, _flag(m, "distortion_loss_mult"), 0)
     _number(model.mask_threshold, _flag(m, "mask_threshold"), 1e-6, 1 - 1e-6)
@@ -93,7 +96,8 @@ def check_run_inputs(config: TrainerConfig) -> None:
     pipe = config.pipeline
     check_pipeline_values(pipe)
     check_trainer_values(config)
-    if pipe.prompt_file is None and pipe.mask_dir is None and "viewer" not in str(config.vis):
+    nothing = pipe.prompt_file is None and pipe.mask_dir is None and pipe.reuse_stages is None
+    if nothing and "viewer" not in str(config.vis):
         raise SpinInputError(
             "nothing to remove: pass --pipeline.prompt-file FILE or --pipeline.mask-dir DIR "
             f"(or train with the viewer on to click the object; --vis is '{config.vis}')"
@@ -131,5 +135,12 @@ def check_run_inputs(config: TrainerConfig) -> None:
         match_to_dataset(prompts, names, report.sizes)
     if pipe.mask_dir is not None:
         load_mask_dir(pipe.mask_dir, names, report.sizes)
+    if pipe.reuse_stages is not None:
+        from spin_nerfstudio.stage_io import load_views
+
+        if load_views(Path(pipe.reuse_stages) / "masks", names) is None:
+            raise SpinInputError(
+                f"{pipe.reuse_stages}: no complete masks/ for these images; not a finished run to reuse"
+            )
     if pipe.reference_image is not None and Path(pipe.reference_image).name not in names:
         raise SpinInputError(f"--pipeline.reference-image: '{pipe.reference_image}' is not a training image")

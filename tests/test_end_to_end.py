@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import ns_train_args, run_cli
+from conftest import TINY_STEPS, ns_train_args, run_cli
 from PIL import Image
 
 from spin_nerfstudio.evaluation.metrics import mask_scores, object_colour_fraction
@@ -26,12 +26,16 @@ def test_every_stage_wrote_its_outputs(tiny_run, tiny_scene):
         "masks_dilated",
         "inpainted",
         "inpainted_depth",
+        "seen_elsewhere",
+        "inpainted_targets",
     ):
         marker = json.loads((tiny_run / folder / "_complete.json").read_text())
         assert marker["views"] == [n[:-4] for n in names], folder
     assert json.loads((tiny_run / "prompts.json").read_text()) == json.loads((tiny_scene / "prompts.json").read_text())
     log = (tiny_run / "train.log").read_text()
-    assert "segmenter backend 'grabcut'" in log and "inpainter backend 'telea'" in log
+    assert "segmenter backend 'grabcut'" in log and "inpainter backend 'biharmonic' (offline default" in " ".join(
+        log.split()
+    )
     assert "field encoding 'planes', implementation 'torch'" in log
     assert "perceptual loss uses LPIPS(alex)" in log
 
@@ -96,10 +100,27 @@ def test_evaluate_command_scores_the_run(tiny_run, tiny_scene, tmp_path):
         (["--pipeline.prompt-file", "outside.json"], "(500, 3) is outside 000.png (64x48)"),
         ([], "nothing to remove: pass --pipeline.prompt-file FILE or --pipeline.mask-dir DIR"),
         (["--pipeline.mask-dir", "nomasks"], "nomasks: mask folder not found"),
+        (["--pipeline.reuse-stages", "nowhere"], "nowhere: no complete masks/ for these images"),
+        (
+            [
+                "--pipeline.prompt-file",
+                "good.json",
+                "--pipeline.inpainter.backend",
+                "lama",
+                "--pipeline.inpainter.checkpoint",
+                "missing.pt",
+            ],
+            "missing.pt: LaMa checkpoint not found",
+        ),
+        (
+            ["--pipeline.prompt-file", "good.json", "--pipeline.inpainter.checkpoint", "bad.json"],
+            "bad.json: not a TorchScript file",
+        ),
     ],
 )
 def test_bad_input_stops_before_training_with_one_line(tiny_scene, tmp_path, extra, message):
     (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "good.json").write_text('{"prompts": [{"image": "000.png", "positive": [[30, 20]]}]}')
     (tmp_path / "unknown.json").write_text('{"prompts": [{"image": "nope.png", "positive": [[1, 1]]}]}')
     (tmp_path / "outside.json").write_text('{"prompts": [{"image": "000.png", "positive": [[500, 3]]}]}')
     proc = run_cli(ns_train_args(tiny_scene, tmp_path / "out", *extra), cwd=tmp_path, timeout=300)
@@ -108,3 +129,62 @@ def test_bad_input_stops_before_training_with_one_line(tiny_scene, tmp_path, ext
     assert message in last, proc.stderr[-1500:]
     assert "Traceback" not in proc.stderr
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]  # no run folder written at all
+
+
+def test_seen_elsewhere_outputs_are_consistent(tiny_run, tiny_scene):
+    names = sorted(p.name for p in (tiny_scene / "images").glob("*.png"))
+    removal = _load(tiny_run / "masks_dilated", names)
+    seen = _load(tiny_run / "seen_elsewhere", names)
+    targets = _load(tiny_run / "inpainted_targets", names, kind=None)
+    inpainted = _load(tiny_run / "inpainted", names, kind=None)
+    images = _load(tiny_scene / "images", names, kind=None)
+    summary = json.loads((tiny_run / "seen_elsewhere.json").read_text())
+    assert summary["masked_pixels"] == sum(int(r.sum()) for r in removal)
+    assert summary["seen_pixels"] == sum(int(s.sum()) for s in seen)
+    for r, s, t, i, img in zip(removal, seen, targets, inpainted, images):
+        assert not (s & ~r).any()
+        assert np.array_equal(t[~r], img[~r]) and np.array_equal(i[~r], img[~r])
+    log = " ".join((tiny_run / "train.log").read_text().split())
+    share = summary["seen_fraction"]
+    assert f"({share:.1%}) were seen unmasked in other views" in log
+
+
+def test_evaluate_baselines_side_by_side(tiny_run, tiny_scene, tmp_path):
+    from spin_nerfstudio.evaluation.metrics import psnr
+
+    out = tmp_path / "metrics.json"
+    args = ["spin-nerf", "evaluate", "--load-config", tiny_run / "config.yml", "--gt-masks", tiny_scene / "masks",
+            "--gt-images", tiny_scene / "background", "--baselines", "--output", out]  # fmt: skip
+    proc = run_cli(args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads(out.read_text())
+    rows = {r["method"]: r for r in metrics["comparison"]}
+    assert list(rows) == ["ours", "inpainted_2d", "masked_nerf"]
+    assert rows["ours"]["masked_psnr"] == metrics["masked_psnr"]
+    assert "| masked_nerf |" in proc.stderr
+    # the 2D baseline is the run's inpainted/ images scored directly
+    names = sorted(p.name for p in (tiny_scene / "images").glob("*.png"))
+    flat = [
+        psnr(
+            np.asarray(Image.open(tiny_run / "inpainted" / n), np.float64) / 255,
+            np.asarray(Image.open(tiny_scene / "background" / n).convert("RGB"), np.float64) / 255,
+            np.array(Image.open(tiny_scene / "masks" / n)) > 0,
+        )
+        for n in names
+    ]
+    assert rows["inpainted_2d"]["masked_psnr"] == pytest.approx(np.mean(flat), abs=1e-6)
+    # the masked NeRF was fitted from the run's stage outputs for the inpainted-fit steps, without masked-pixel losses
+    base = tiny_run / "baselines" / "masked_nerf" / "spin-inpaint-small" / "run"
+    import yaml
+
+    cfg = yaml.load((base / "config.yml").read_text(), Loader=yaml.Loader)
+    assert cfg.max_num_iterations == TINY_STEPS["total"] - TINY_STEPS["reconstruct"] - TINY_STEPS["mask"]
+    assert cfg.pipeline.model.depth_loss_mult == 0 and cfg.pipeline.lpips_loss_mult == 0
+    assert cfg.pipeline.model.reference_loss_mult == 0 and not cfg.pipeline.visibility.enabled
+    assert not (base / "seen_elsewhere").exists()
+    masks = _load(base / "masks", names)
+    assert all(np.array_equal(a, b) for a, b in zip(masks, _load(tiny_run / "masks", names)))
+    assert 0 < rows["masked_nerf"]["masked_ssim"] <= 1 and rows["masked_nerf"]["masked_psnr"] > 5
+    # a second evaluation reuses the trained baseline
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 0 and json.loads(out.read_text())["comparison"] == metrics["comparison"]

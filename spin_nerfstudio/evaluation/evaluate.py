@@ -8,7 +8,6 @@
   ``--gt-masks`` is given, else the run's mask), ``lpips`` over the whole image and ``masked_lpips`` over the
   mask's bounding-box crop (at least 16 px a side) — LPIPS only when ImageNet backbone weights are cached,
   otherwise ``null`` with a note.
-
 SPIn-NeRF-layout runs (``spin-llff`` with ``images_4/label/``) are scored on the dataset's own ground truth instead
 (``--gt-masks`` / ``--gt-images`` are refused); code and full text in :mod:`spin_nerfstudio.evaluation.protocol`:
 
@@ -23,6 +22,10 @@ SPIn-NeRF-layout runs (``spin-llff`` with ``images_4/label/``) are scored on the
   torch's cache, never downloaded; null with a note otherwise), all renders vs all test views, 8-bit, one per scene.
 - ``mask_accuracy`` / ``mask_iou``: ``RUN/masks`` of the training views against ``label/`` (non-zero), mean over
   views; trivially 1 when the run used ``label/`` as its masks (``masks_from`` says so).
+
+``--baselines`` (with ``--gt-images``, not for the SPIn-NeRF layout): the same metrics for each view inpainted in 2D
+on its own and for a "masked NeRF" trained here without masked pixels, plus a ``comparison`` table
+(see :mod:`spin_nerfstudio.evaluation.baselines`).
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ def evaluate_run(
     inception_weights: Optional[Path] = None,
     lpips_weights: Optional[Path] = None,
     mask_folder: str = MASK_DIR,
+    baselines: bool = False,
 ) -> Dict[str, object]:
     """Compute the metrics of one run; returns the JSON-ready dictionary."""
     from nerfstudio.utils.eval_utils import eval_setup
@@ -97,6 +101,8 @@ def evaluate_run(
     load_config = Path(load_config)
     if not load_config.is_file():
         raise SpinInputError(f"{load_config}: run config not found")
+    if baselines and gt_images is None:
+        raise SpinInputError("--baselines needs --gt-images (the baselines are scored against them)")
     safe_load.allow_nerfstudio_checkpoints()
     from spin_nerfstudio.evaluation import protocol
 
@@ -114,7 +120,8 @@ def evaluate_run(
             pipeline, load_config.parent, int(step), inception_weights, lpips_weights
         )
         return result
-    return evaluate_pipeline(pipeline, load_config.parent, int(step), gt_masks, gt_images, mask_folder)[0]
+    base_cfg = load_config if baselines else None
+    return evaluate_pipeline(pipeline, load_config.parent, int(step), gt_masks, gt_images, mask_folder, base_cfg)[0]
 
 
 def evaluate_pipeline(
@@ -124,11 +131,13 @@ def evaluate_pipeline(
     gt_masks: Optional[Path] = None,
     gt_images: Optional[Path] = None,
     mask_folder: str = MASK_DIR,
+    baselines_of: Optional[Path] = None,
 ) -> Tuple[Dict[str, object], Optional[List[np.ndarray]]]:
     """Metrics of a loaded pipeline whose stage outputs are in ``run_dir``; also returns the renders, if made.
 
     ``mask_folder`` names the run's mask folder that ``--gt-masks`` scores: ``masks`` (final, the default) or
-    ``initial_masks`` (the per-view propagated masks before the mask field).
+    ``initial_masks`` (the per-view propagated masks before the mask field). With ``baselines_of`` (the run's
+    config.yml) the baselines are trained and scored too.
     """
     import torch
 
@@ -193,6 +202,10 @@ def evaluate_pipeline(
                         pv["masked_lpips"] = float(perceptual(t(pred[box]), t(gt[box])))
         for key in ("psnr", "ssim", "masked_psnr", "masked_ssim", "lpips", "masked_lpips", "object_colour_fraction"):
             result[key] = _mean([pv.get(key) for pv in per_view])  # type: ignore[misc]
+        if baselines_of is not None:
+            from spin_nerfstudio.evaluation.baselines import add_baselines
+
+            add_baselines(result, baselines_of, names, gts, eval_masks, gt_masks, Path(gt_images))
     result["per_view"] = per_view
     return result, (renders if gt_images is not None else None)
 

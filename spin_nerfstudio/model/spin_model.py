@@ -58,6 +58,13 @@ INPAINTED_DEPTH = "inpainted_depth"
 """2D-inpainted depth target (ray distance in scene units), H x W x 1."""
 REFERENCE_VIEW = "reference_view"
 """1 on every pixel of the reference view, whose inpainted colour is fitted directly, H x W x 1."""
+SEEN_MASK = "seen_mask"
+"""1 on removal-mask pixels whose background another view observed (inpainting/visibility.py), H x W x 1."""
+SEEN_RGB = "seen_rgb"
+"""Observed background colour of the seen-elsewhere pixels, H x W x 3."""
+
+RGB_FOR_UPDATES = {"both": "rgb", "colour": "rgb_colour_only", "geometry": "rgb_geometry_only"}
+"""Rendered colour output whose gradient reaches what a loss may update."""
 
 
 def select_implementation(requested: str, device: str) -> Literal["tcnn", "torch"]:
@@ -121,8 +128,17 @@ class SpinModelConfig(ModelConfig):
     """Weight of the depth loss inside the removal mask, in the inpainting stage."""
     reference_loss_mult: float = 1.0
     """Weight of the MSE to the reference view's inpainted colour inside the mask (colour only)."""
+    depth_loss_space: Literal["disparity", "distance"] = "disparity"
+    """Where the depth loss compares render and target: disparity (1 / ray distance, as SPIn-NeRF; stays bounded
+    where the reconstruction put far-away floaters) or ray distance."""
     depth_loss_updates: Literal["geometry", "both"] = "both"
     """What the depth loss may change: the geometry only (colour detached) or both; depth depends only on geometry."""
+    reference_loss_updates: Literal["colour", "geometry", "both"] = "colour"
+    """What the reference view's colour loss may change (SPIn-NeRF: colour only, volume weights detached)."""
+    seen_loss_mult: float = 1.0
+    """Weight of the colour loss on seen-elsewhere pixels (1: the per-pixel weight of an ordinary observation)."""
+    seen_loss_updates: Literal["colour", "geometry", "both"] = "both"
+    """What the seen-elsewhere colour loss may change (both: it is an observation of the background)."""
     mask_threshold: float = 0.5
     """Probability above which a rendered pixel belongs to the object."""
     keep_freed_memory: bool = True
@@ -253,6 +269,9 @@ class SpinModel(Model):
             outputs["rgb_colour_only"] = self.renderer_rgb(
                 rgb=field_outputs[FieldHeadNames.RGB], weights=weights.detach()
             )
+            outputs["rgb_geometry_only"] = self.renderer_rgb(
+                rgb=field_outputs[FieldHeadNames.RGB].detach(), weights=weights
+            )
             outputs["weights_list"] = weights_list
             outputs["ray_samples_list"] = ray_samples_list
         return outputs
@@ -279,15 +298,27 @@ class SpinModel(Model):
         if stage == Stage.INPAINT and REMOVAL_MASK in batch:
             m = batch[REMOVAL_MASK].to(self.device)
             keep = 1.0 - m
-            losses["rgb_loss"] = (((outputs["rgb"] - gt) ** 2) * keep).sum() / (keep.sum() * 3).clamp(min=1.0)
+            seen = batch[SEEN_MASK].to(self.device) * m if SEEN_MASK in batch else torch.zeros_like(m)
+            # Seen-elsewhere pixels count as observations: one mean over the observed and the seen pixels.
+            count = ((keep.sum() + seen.sum()) * 3).clamp(min=1.0)
+            losses["rgb_loss"] = (((outputs["rgb"] - gt) ** 2) * keep).sum() / count
+            if SEEN_MASK in batch and self.config.seen_loss_mult > 0:
+                pred = outputs[RGB_FOR_UPDATES[self.config.seen_loss_updates]]
+                diff = (pred - batch[SEEN_RGB].to(self.device)) ** 2
+                losses["seen_loss"] = self.config.seen_loss_mult * (diff * seen).sum() / count
             depth = outputs["depth"]
             target = batch[INPAINTED_DEPTH].to(self.device)
+            valid = m * (torch.isfinite(target) & (target > 0)).float()
+            target = torch.where(valid > 0, target, depth.detach())
+            if self.config.depth_loss_space == "disparity":
+                depth, target = 1.0 / depth.clamp(min=1e-3), 1.0 / target.clamp(min=1e-3)
             losses["depth_loss"] = (
-                self.config.depth_loss_mult * ((depth - target) ** 2 * m).sum() / m.sum().clamp(min=1.0)
+                self.config.depth_loss_mult * ((depth - target) ** 2 * valid).sum() / valid.sum().clamp(min=1.0)
             )
-            ref = m * batch[REFERENCE_VIEW].to(self.device)
+            ref = m * (1.0 - seen) * batch[REFERENCE_VIEW].to(self.device)
             if self.config.reference_loss_mult > 0:
-                diff = (outputs["rgb_colour_only"] - batch[INPAINTED_RGB].to(self.device)) ** 2
+                pred = outputs[RGB_FOR_UPDATES[self.config.reference_loss_updates]]
+                diff = (pred - batch[INPAINTED_RGB].to(self.device)) ** 2
                 losses["reference_loss"] = (
                     self.config.reference_loss_mult * (diff * ref).sum() / (ref.sum() * 3).clamp(min=1.0)
                 )

@@ -1,0 +1,242 @@
+"""``spin-nerf figures``: the inpainting figures on generated scenes, in one run, as one table.
+
+For every seed a scene with ground truth is generated and
+
+1. the 2D inpainters are compared on the ground-truth masks, dilated as the pipeline dilates them (masked PSNR and
+   SSIM of each view against the object-free image): the offline default (biharmonic) against OpenCV's Telea, and
+   LaMa too when a checkpoint is found without downloading;
+2. the removal runs (``spin-inpaint-small`` from the scene's click) and is scored with ``spin-nerf evaluate``'s
+   metrics inside the ground-truth masks, next to its baselines on the same views: each view inpainted in 2D on
+   its own, and a masked NeRF (see ``baselines.py``);
+3. an ablation refits the same run from the same stage outputs with plain 2D-inpainted targets (visibility-aware
+   targets off), so the only difference from ours is the targets;
+4. the share of removal-mask pixels that were seen elsewhere is read from the run, and the seen colours are
+   scored against the ground truth.
+
+LPIPS is reported only when ImageNet backbone weights are cached (else null). Everything lands in
+``OUTPUT/figures.json``; the table is printed, and ``--table-only`` prints it again from that file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import json
+import math
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+ROWS = (
+    ("ours", "ours (seen-elsewhere + 2D targets)"),
+    ("plain_targets", "ours without seen-elsewhere targets (ablation)"),
+    ("inpainted_2d", "each view inpainted in 2D on its own"),
+    ("masked_nerf", "masked NeRF (never trained on masked pixels)"),
+)
+
+
+def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return float(np.mean(vals)) if vals else None
+
+
+def inpainter_comparison(scene: Path, dilate_iterations: int, kernel: int = 5) -> Dict[str, Dict[str, float]]:
+    """Masked PSNR/SSIM of the 2D inpainters on a generated scene's (dilated) ground-truth masks."""
+    from spin_nerfstudio.data.synthetic import load_ground_truth
+    from spin_nerfstudio.evaluation import metrics as M
+    from spin_nerfstudio.inpainting import lama
+    from spin_nerfstudio.inpainting.biharmonic import BiharmonicInpainter
+    from spin_nerfstudio.inpainting.telea import TeleaInpainter
+    from spin_nerfstudio.segmentation.propagate import dilate
+
+    gt = load_ground_truth(scene)
+    inpainters = {"biharmonic": BiharmonicInpainter(), "telea": TeleaInpainter()}
+    path, _ = lama.find_checkpoint(None)
+    if path is not None:
+        inpainters["lama"] = lama.LamaInpainter(path)
+    out: Dict[str, Dict[str, float]] = {}
+    for key, inp in inpainters.items():
+        ps, ss = [], []
+        for image, background, obj in zip(gt["images"], gt["background"], gt["masks"]):
+            mask = dilate(obj, kernel, dilate_iterations)
+            pred, truth = inp.inpaint_rgb(image, mask) / 255.0, background / 255.0
+            ps.append(M.psnr(pred, truth, mask))
+            ss.append(M.ssim(pred, truth, mask))
+        out[key] = {"masked_psnr": float(np.mean(ps)), "masked_ssim": float(np.mean(ss))}
+    return out
+
+
+def seen_accuracy(run_dir: Path, scene: Path) -> Dict[str, Optional[float]]:
+    """Share of removal-mask pixels seen elsewhere, and how close the seen colours and the targets are to truth."""
+    from spin_nerfstudio.data.synthetic import load_ground_truth
+    from spin_nerfstudio.evaluation import metrics as M
+    from spin_nerfstudio.inpainting import visibility as vis
+
+    summary = json.loads((run_dir / vis.SUMMARY_FILE).read_text())
+    gt = load_ground_truth(scene)
+    targets = vis.load_targets(run_dir, gt["names"])
+    assert targets is not None
+    seen_psnr, target_psnr = [], []
+    for t, s, bg, obj in zip(targets.targets, targets.seen, gt["background"], gt["masks"]):
+        if s.any():
+            seen_psnr.append(M.psnr(t / 255.0, bg / 255.0, s))
+        target_psnr.append(M.psnr(t / 255.0, bg / 255.0, obj))
+    return {
+        "seen_fraction": summary["seen_fraction"],
+        "seen_colour_psnr": _mean(seen_psnr),
+        "target_masked_psnr": _mean(target_psnr),
+    }
+
+
+def run_seed(
+    seed: int, output: Path, spec_kwargs: Dict[str, int], iterations: Dict[str, int], device: str
+) -> Dict[str, object]:
+    """All figures of one generated scene."""
+    from spin_nerfstudio.data.synthetic import SceneSpec, make_scene
+    from spin_nerfstudio.demo import demo_config, train
+    from spin_nerfstudio.evaluation.baselines import BASELINE_DIR, METRIC_KEYS, train_variant, variant_config
+    from spin_nerfstudio.evaluation.evaluate import evaluate_pipeline
+
+    start = time.time()
+    folder = output / f"seed{seed}"
+    scene = make_scene(folder / "scene", SceneSpec(seed=seed, **spec_kwargs))
+    config = demo_config(scene, scene / "prompts.json", folder, device, iterations)
+    config.experiment_name = "ours"
+    run_dir = Path(config.get_base_dir())
+    with contextlib.redirect_stdout(io.StringIO()):
+        trainer = train(config)
+    pipeline = trainer.pipeline  # type: ignore[attr-defined]
+    pipeline.eval()
+    iters = pipeline.dilate_iterations(spec_kwargs["width"])
+    result, _ = evaluate_pipeline(
+        pipeline,
+        run_dir,
+        int(config.max_num_iterations),
+        scene / "masks",
+        scene / "background",
+        baselines_of=run_dir / "config.yml",
+    )
+    rows = {row["method"]: row for row in result["comparison"]}  # type: ignore[union-attr]
+    del trainer, pipeline
+    gc.collect()
+
+    def plain(cfg) -> None:
+        cfg.pipeline.visibility.enabled = False
+
+    ablation = variant_config(run_dir / "config.yml", run_dir / BASELINE_DIR, "plain_targets", plain)
+    pipe_a, base_a, step_a = train_variant(ablation)
+    res_a, _ = evaluate_pipeline(pipe_a, base_a, step_a, scene / "masks", scene / "background")
+    rows["plain_targets"] = {"method": "plain_targets", **{k: res_a.get(k) for k in METRIC_KEYS}}
+    del pipe_a
+    gc.collect()
+    return {
+        "seed": seed,
+        "run": str(run_dir),
+        "mask_iou": result.get("mask_iou"),
+        "methods": rows,
+        "inpainters_2d": inpainter_comparison(scene, iters),
+        "seen": seen_accuracy(run_dir, scene),
+        "seconds": time.time() - start,
+    }
+
+
+def _fmt(value: Optional[float], digits: int = 2) -> str:
+    return "null" if value is None else f"{value:.{digits}f}"
+
+
+def figures_table(figures: Dict[str, object]) -> str:
+    """The printed tables (markdown) of a ``figures.json`` dictionary."""
+    seeds: List[Dict[str, object]] = figures["seeds"]  # type: ignore[assignment]
+    head = " | ".join(f"seed {s['seed']}" for s in seeds)
+    lines = [
+        f"Generated scenes: {figures['scene']}; schedule {figures['iterations']}; device {figures['device']}.",
+        "Masked metrics are inside the ground-truth object masks of every training view (mean over views).",
+        "",
+        f"| method | masked PSNR (mean) | masked SSIM (mean) | masked LPIPS (mean) | masked PSNR: {head} |",
+        "|---|---|---|---|---|",
+    ]
+    for key, label in ROWS:
+        vals = [s["methods"][key] for s in seeds]  # type: ignore[index]
+        per_seed = " / ".join(_fmt(v.get("masked_psnr")) for v in vals)
+        lines.append(
+            f"| {label} | {_fmt(_mean([v.get('masked_psnr') for v in vals]))} | "
+            f"{_fmt(_mean([v.get('masked_ssim') for v in vals]), 3)} | "
+            f"{_fmt(_mean([v.get('masked_lpips') for v in vals]), 3)} | {per_seed} |"
+        )
+    ours = [s["methods"]["ours"]["masked_psnr"] for s in seeds]  # type: ignore[index]
+    for key, label in (
+        ("inpainted_2d", "2D inpainting"),
+        ("masked_nerf", "masked NeRF"),
+        ("plain_targets", "ablation"),
+    ):
+        other = [s["methods"][key]["masked_psnr"] for s in seeds]  # type: ignore[index]
+        gains = [a - b for a, b in zip(ours, other) if a is not None and b is not None]
+        lines.append(
+            f"\nours - {label}: {_fmt(_mean(gains))} dB masked PSNR (per seed: {' / '.join(_fmt(g) for g in gains)})"
+        )
+    inpainters = sorted({k for s in seeds for k in s["inpainters_2d"]})  # type: ignore[union-attr]
+    lines += ["", "2D inpainters on the dilated ground-truth masks (no NeRF):", ""]
+    lines += [f"| inpainter | masked PSNR (mean) | masked SSIM (mean) | masked PSNR: {head} |", "|---|---|---|---|"]
+    for name in inpainters:
+        vals = [s["inpainters_2d"].get(name, {}) for s in seeds]  # type: ignore[union-attr]
+        lines.append(
+            f"| {name} | {_fmt(_mean([v.get('masked_psnr') for v in vals]))} | "
+            f"{_fmt(_mean([v.get('masked_ssim') for v in vals]), 3)} | "
+            + " / ".join(_fmt(v.get("masked_psnr")) for v in vals)
+            + " |"
+        )
+    lines += ["", "Seen elsewhere (removal-mask pixels whose background another view observed):", ""]
+    lines += [
+        f"| quantity | mean | {head} |",
+        "|---|---|" + "---|" * len(seeds),
+    ]
+    for key, label, digits in (
+        ("seen_fraction", "share of removal-mask pixels seen elsewhere", 3),
+        ("seen_colour_psnr", "PSNR of the seen colours vs truth (seen pixels)", 2),
+        ("target_masked_psnr", "masked PSNR of the colour targets (seen + 2D fill)", 2),
+    ):
+        vals = [s["seen"][key] for s in seeds]  # type: ignore[index]
+        lines.append(f"| {label} | {_fmt(_mean(vals), digits)} | " + " | ".join(_fmt(v, digits) for v in vals) + " |")
+    mins = [s["seconds"] / 60 for s in seeds]  # type: ignore[operator]
+    lines.append(f"\nMask IoU per seed: {' / '.join(_fmt(s.get('mask_iou'), 3) for s in seeds)}")  # type: ignore[union-attr]
+    lines.append(f"Minutes per seed: {' / '.join(f'{m:.1f}' for m in mins)}")
+    return "\n".join(lines)
+
+
+def run_figures(
+    output: Path,
+    seeds: Sequence[int],
+    spec_kwargs: Dict[str, int],
+    iterations: Optional[Dict[str, int]],
+    device: str = "cpu",
+) -> Dict[str, object]:
+    """Run every seed (reusing finished seeds in ``output``), write ``figures.json`` and return it."""
+    from spin_nerfstudio.stage_io import write_json
+
+    output = Path(output).resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    if iterations is None:
+        from spin_nerfstudio.spin_config import spin_inpaint_small_config
+
+        small = spin_inpaint_small_config()
+        iterations = {
+            "reconstruct": small.pipeline.reconstruct_steps,
+            "mask": small.pipeline.mask_steps,
+            "total": small.max_num_iterations,
+        }
+    results = []
+    for seed in seeds:
+        done = output / f"seed{seed}" / "figures.json"
+        if done.is_file():
+            results.append(json.loads(done.read_text()))
+            continue
+        res = run_seed(seed, output, spec_kwargs, iterations, device)
+        write_json(done, res)
+        results.append(res)
+        print(f"spin-nerf figures: seed {seed} done in {res['seconds'] / 60:.1f} min", flush=True)
+    figures = {"scene": spec_kwargs, "iterations": iterations, "device": device, "seeds": results}
+    write_json(output / "figures.json", figures)
+    return figures

@@ -1,0 +1,234 @@
+"""Tests of the visibility-aware targets on a generated scene with exact depth, and of the model's use of them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List
+
+import numpy as np
+import pytest
+import torch
+from test_segment_inpaint import ray_distance
+
+from spin_nerfstudio.data.synthetic import SceneSpec, load_ground_truth, make_scene
+from spin_nerfstudio.evaluation.metrics import psnr
+from spin_nerfstudio.inpainting import visibility as vis
+from spin_nerfstudio.inpainting.biharmonic import BiharmonicInpainter
+from spin_nerfstudio.segmentation.propagate import PinholeView, dilate
+
+SPEC = SceneSpec(num_views=8, width=80, height=60, seed=3)
+
+
+class Scene:
+    def __init__(self, root: Path) -> None:
+        self.gt = load_ground_truth(root)
+        tf = json.loads((root / "transforms.json").read_text())
+        self.views: List[PinholeView] = [
+            PinholeView(
+                np.asarray(f["transform_matrix"])[:3], tf["fl_x"], tf["fl_y"], tf["cx"], tf["cy"], tf["w"], tf["h"]
+            )
+            for f in tf["frames"]
+        ]
+        self.depth = [ray_distance(v, z) for v, z in zip(self.views, self.gt["depth"])]
+        self.depth_bg = [ray_distance(v, z) for v, z in zip(self.views, self.gt["depth_background"])]
+        self.removal = [dilate(m, 5, 1) for m in self.gt["masks"]]
+        inp = BiharmonicInpainter()
+        self.rgb2d = [inp.inpaint_rgb(i, m) for i, m in zip(self.gt["images"], self.removal)]
+        self.depth2d = [inp.inpaint_depth(d, m) for d, m in zip(self.depth, self.removal)]
+
+    def targets(self, **kw) -> vis.VisibilityTargets:
+        args = dict(
+            views=self.views, images=self.gt["images"], removal=self.removal, inpainted_rgb=self.rgb2d,
+            inpainted_depth=self.depth2d, rendered_depth=self.depth, inpainter=BiharmonicInpainter(),
+            config=vis.VisibilityConfig(),
+        )  # fmt: skip
+        args.update(kw)
+        return vis.seen_elsewhere_targets(**args)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Scene:
+    return Scene(make_scene(tmp_path_factory.mktemp("vis_scene"), SPEC, llff=False))
+
+
+def is_object_colour(pixels: np.ndarray) -> np.ndarray:
+    return (pixels[..., 0] > 150) & (pixels[..., 2] < 90)
+
+
+def test_seen_pixels_get_the_true_background(scene: Scene) -> None:
+    t = scene.targets()
+    share = sum(s.sum() for s in t.seen) / sum(m.sum() for m in scene.removal)
+    assert share > 0.3, share
+    for seen, removal, target, bg, count in zip(t.seen, scene.removal, t.targets, scene.gt["background"], t.witnesses):
+        assert not (seen & ~removal).any()  # only removal-mask pixels are ever "seen elsewhere"
+        assert ((count > 0) == seen).all()
+        if seen.any():
+            assert psnr(target / 255.0, bg / 255.0, seen) > 38.0
+        assert not is_object_colour(target[removal]).any()
+    # observed colour where seen, 2D fill for the rest: the targets beat the plain 2D inpainting inside the object
+    gain = [
+        psnr(tt / 255.0, bg / 255.0, m) - psnr(r / 255.0, bg / 255.0, m)
+        for tt, r, bg, m in zip(t.targets, scene.rgb2d, scene.gt["background"], scene.gt["masks"])
+    ]
+    assert np.mean(gain) > 3.0, gain
+
+
+def test_depth_check_rejects_occluded_witnesses(scene: Scene) -> None:
+    # every other view "sees" a surface at half the distance: no lifted point is visible there
+    nearer = [d * 0.5 for d in scene.depth]
+    t = scene.targets(rendered_depth=nearer)
+    assert sum(s.sum() for s in t.seen) == 0
+    assert all(np.array_equal(tt, r) for tt, r in zip(t.targets, scene.rgb2d))
+    # the tolerance matters: an 8% depth error is rejected at the default 5% slack and accepted at 15%
+    off = [d * 1.08 for d in scene.depth]
+    strict = scene.targets(rendered_depth=off)
+    loose = scene.targets(rendered_depth=off, config=vis.VisibilityConfig(depth_tolerance=0.15))
+    assert sum(s.sum() for s in strict.seen) == 0 < sum(s.sum() for s in loose.seen)
+
+
+def test_view_without_mask_is_a_witness(scene: Scene) -> None:
+    # view 1 shows no object (say it is out of frame): no mask, and its pixels are background everywhere
+    images = [i.copy() for i in scene.gt["images"]]
+    images[1] = scene.gt["background"][1].copy()
+    removal = [m.copy() for m in scene.removal]
+    removal[1][:] = False
+    rendered = list(scene.depth)
+    rendered[1] = scene.depth_bg[1]
+    base = scene.targets(images=images, rendered_depth=rendered)
+    t = scene.targets(images=images, removal=removal, rendered_depth=rendered)
+    assert not t.seen[1].any() and np.array_equal(t.targets[1], scene.rgb2d[1])
+    assert t.witnesses[0].sum() > base.witnesses[0].sum()  # view 1 now witnesses what view 0's object hides
+    bg0 = scene.gt["background"][0] / 255.0
+    assert psnr(t.targets[0] / 255.0, bg0, t.seen[0]) > 38.0
+
+
+def test_unknown_depths_are_never_seen(scene: Scene) -> None:
+    bad_inpainted = [d.copy() for d in scene.depth2d]
+    bad_inpainted[0][scene.removal[0]] = np.nan
+    bad_rendered = [d.copy() for d in scene.depth]
+    for d in bad_rendered[1:]:
+        d[:] = np.inf
+    t = scene.targets(inpainted_depth=bad_inpainted)
+    assert not t.seen[0].any() and t.seen[2].any()
+    t = scene.targets(rendered_depth=bad_rendered)  # only view 0 can witness anything
+    assert not t.seen[0].any() and max(int(c.max()) for c in t.witnesses) == 1
+
+
+def test_min_views(scene: Scene) -> None:
+    one = scene.targets()
+    three = scene.targets(config=vis.VisibilityConfig(min_views=3))
+    for a, b, count in zip(one.seen, three.seen, one.witnesses):
+        assert np.array_equal(b, count >= 3) and (b <= a).all()
+
+
+def test_targets_round_trip_and_summary(scene: Scene, tmp_path: Path) -> None:
+    from spin_nerfstudio.stage_io import save_views
+
+    t = scene.targets()
+    names = [f"{i:03d}.png" for i in range(len(t.seen))]
+    save_views(tmp_path / vis.SEEN_DIR, names, t.seen, token="lineage-a")
+    save_views(tmp_path / vis.TARGETS_DIR, names, t.targets, token="lineage-a")
+    back = vis.load_targets(tmp_path, names, ["lineage-a"])
+    assert back is not None
+    assert all(np.array_equal(a, b) for a, b in zip(back.seen, t.seen))
+    assert all(np.array_equal(a, b) for a, b in zip(back.targets, t.targets))
+    assert vis.load_targets(tmp_path, names, ["another-lineage"]) is None
+    assert vis.load_targets(tmp_path / "nowhere", names) is None
+    summary = t.summary(names, scene.removal)
+    assert summary["masked_pixels"] == sum(int(m.sum()) for m in scene.removal)
+    assert summary["seen_pixels"] == sum(int(s.sum()) for s in t.seen)
+    assert summary["seen_fraction"] == pytest.approx(summary["seen_pixels"] / summary["masked_pixels"])
+    assert [v["image"] for v in summary["per_view"]] == names
+
+
+# --- the model's losses -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model():
+    from nerfstudio.data.scene_box import SceneBox
+
+    from spin_nerfstudio.model.spin_model import SpinModelConfig, Stage
+
+    m = SpinModelConfig(plane_resolutions=(8,), plane_components=2, hidden_dim=8, proposal_resolution=8).setup(
+        scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=1, device="cpu"
+    )
+    m.set_stage(Stage.INPAINT)
+    m.eval()  # no proposal/distortion terms: only the removal losses
+    return m
+
+
+def test_seen_pixels_are_supervised_like_observations(model) -> None:
+    from spin_nerfstudio.model import spin_model as S
+
+    n = 8
+    removal = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1.0])[:, None]
+    seen = torch.tensor([0, 0, 0, 0, 1, 1, 0, 0.0])[:, None]
+    gt = torch.full((n, 3), 0.5)
+    seen_rgb = torch.full((n, 3), 0.2)
+    outputs = {k: torch.full((n, 3), 0.4, requires_grad=True) for k in S.RGB_FOR_UPDATES.values()}
+    outputs["depth"] = torch.ones(n, 1)
+    batch = {
+        "image": gt, S.REMOVAL_MASK: removal, S.SEEN_MASK: seen, S.SEEN_RGB: seen_rgb,
+        S.INPAINTED_DEPTH: torch.ones(n, 1), S.INPAINTED_RGB: torch.full((n, 3), 0.9),
+        S.REFERENCE_VIEW: torch.ones(n, 1),
+    }  # fmt: skip
+    losses = model.get_loss_dict(outputs, batch, {})
+    count = (4 + 2) * 3  # observed + seen pixels, 3 channels
+    assert losses["rgb_loss"].item() == pytest.approx(4 * 3 * 0.1**2 / count)
+    assert losses["seen_loss"].item() == pytest.approx(2 * 3 * 0.2**2 / count)
+    # the reference colour loss covers only the masked pixels nobody saw (2 of them)
+    assert losses["reference_loss"].item() == pytest.approx(0.5**2)
+    # default routing: seen loss reaches colour and geometry ("rgb"), reference loss colour only
+    losses["seen_loss"].backward(retain_graph=True)
+    assert outputs["rgb"].grad is not None and outputs["rgb"].grad[4:6].abs().sum() > 0
+    assert outputs["rgb"].grad[6:].abs().sum() == 0
+    assert outputs["rgb_colour_only"].grad is None
+    losses["reference_loss"].backward()
+    assert outputs["rgb_colour_only"].grad is not None and outputs["rgb_colour_only"].grad[6:].abs().sum() > 0
+    assert outputs["rgb_colour_only"].grad[:6].abs().sum() == 0
+
+
+def test_update_routing_is_configurable(model) -> None:
+    from spin_nerfstudio.model import spin_model as S
+
+    old = (model.config.seen_loss_updates, model.config.reference_loss_updates)
+    try:
+        model.config.seen_loss_updates, model.config.reference_loss_updates = "geometry", "both"
+        n = 4
+        outputs = {k: torch.full((n, 3), 0.4, requires_grad=True) for k in S.RGB_FOR_UPDATES.values()}
+        outputs["depth"] = torch.ones(n, 1)
+        batch = {
+            "image": torch.zeros(n, 3), S.REMOVAL_MASK: torch.ones(n, 1),
+            S.SEEN_MASK: torch.tensor([1.0, 1, 0, 0])[:, None], S.SEEN_RGB: torch.zeros(n, 3),
+            S.INPAINTED_DEPTH: torch.ones(n, 1), S.INPAINTED_RGB: torch.zeros(n, 3), S.REFERENCE_VIEW: torch.ones(n, 1),
+        }  # fmt: skip
+        losses = model.get_loss_dict(outputs, batch, {})
+        (losses["seen_loss"] + losses["reference_loss"]).backward()
+        assert outputs["rgb_geometry_only"].grad[:2].abs().sum() > 0 and outputs["rgb_colour_only"].grad is None
+        assert outputs["rgb"].grad[2:].abs().sum() > 0 and outputs["rgb"].grad[:2].abs().sum() == 0
+    finally:
+        model.config.seen_loss_updates, model.config.reference_loss_updates = old
+
+
+def test_geometry_only_render_detaches_colour(model) -> None:
+    from nerfstudio.cameras.rays import RayBundle
+
+    model.train()
+    try:
+        bundle = RayBundle(
+            origins=torch.zeros(16, 3), directions=torch.nn.functional.normalize(torch.randn(16, 3), dim=-1),
+            pixel_area=torch.ones(16, 1), camera_indices=torch.zeros(16, 1, dtype=torch.long),
+            nears=torch.full((16, 1), 0.05), fars=torch.full((16, 1), 2.0),
+        )  # fmt: skip
+        out = model.get_outputs(bundle)
+        colour_params = [p for n, p in model.field.named_parameters() if n.startswith("mlp_head")]
+        assert colour_params, [n for n, _ in model.field.named_parameters()]
+        grads = torch.autograd.grad(out["rgb_geometry_only"].sum(), colour_params, allow_unused=True)
+        assert all(g is None or g.abs().sum() == 0 for g in grads)
+        assert torch.allclose(out["rgb_geometry_only"], out["rgb"]) and torch.allclose(
+            out["rgb_colour_only"], out["rgb"]
+        )
+    finally:
+        model.eval()
