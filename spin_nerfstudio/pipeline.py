@@ -48,6 +48,7 @@ from spin_nerfstudio.render import render_views
 from spin_nerfstudio.segmentation.base import SegmenterConfig
 from spin_nerfstudio.segmentation.propagate import PinholeView, dilate, lift, splat_mask, visible_projection
 from spin_nerfstudio.stage_io import load_views, save_views, write_json
+from spin_nerfstudio.viewer.panel import RemovalPanel, RemovalPanelConfig
 
 # Folders of the run directory, one per stage output.
 DEPTH_DIR = "depth"
@@ -114,6 +115,8 @@ class SpinPipelineConfig(VanillaPipelineConfig):
     """Apply the LPIPS loss every N steps (a CPU saving)."""
     lpips_updates: Literal["colour", "both"] = "colour"
     """What LPIPS may change: colour only (volume weights detached, as SPIn-NeRF) or colour and geometry."""
+    viewer_panel: RemovalPanelConfig = field(default_factory=RemovalPanelConfig)
+    """The viewer's "Object removal" panel (click-to-remove while training with the viewer on)."""
 
 
 class SpinPipeline(VanillaPipeline):
@@ -148,6 +151,11 @@ class SpinPipeline(VanillaPipeline):
                 self._check_inputs()
             except SpinInputError as err:
                 fail(str(err))
+        # With a prompt file or mask dir the run removes the object on its own; with viewer clicks it waits for
+        # "Remove object". The panel and its control are public attributes so that nerfstudio's viewer finds them.
+        self.removal_requested = self.prompts is not None or self.given_masks is not None
+        self.object_removal = RemovalPanel(self, config.viewer_panel)
+        self.object_removal_control = self.object_removal.control
 
     @property
     def spin_model(self) -> SpinModel:
@@ -185,7 +193,8 @@ class SpinPipeline(VanillaPipeline):
                 )
         if self.run_dir is not None and self.prompts is not None:
             self.prompts.save(self.run_dir / PROMPT_FILE)
-        return super().get_training_callbacks(training_callback_attributes)
+        callbacks = super().get_training_callbacks(training_callback_attributes)
+        return callbacks + [self.object_removal.training_callback()]
 
     # ------------------------------------------------------------------ training step
     def get_train_loss_dict(self, step: int):
@@ -208,6 +217,9 @@ class SpinPipeline(VanillaPipeline):
             self._restore_stage_outputs()
         stage = self.spin_model.stage
         cfg = self.config
+        if self.object_removal.pending_segmentation and stage != Stage.INPAINT:  # "Segment" in the viewer
+            self.object_removal.run_segmentation(step)
+            stage = self.spin_model.stage
         if stage == Stage.RECONSTRUCT and step >= cfg.reconstruct_steps:
             if self.given_masks is not None:
                 self._run_timed("render", lambda: self._render_reconstruction())
@@ -218,9 +230,15 @@ class SpinPipeline(VanillaPipeline):
             elif not self._waiting_note:
                 self._waiting_note = True
                 CONSOLE.print("spin-nerfstudio: reconstruction done; waiting for clicks on the object in the viewer")
-        elif stage == Stage.SEGMENT and step >= cfg.reconstruct_steps + cfg.mask_steps:
+        elif stage == Stage.SEGMENT and step >= self.mask_fit_end() and self.removal_requested:
             masks = self._run_timed("final_masks", lambda: self._render_final_masks())
-            self._finish_masks(masks, step)
+            if self.object_removal.accept_final_masks(masks):
+                self._finish_masks(masks, step)
+
+    def mask_fit_end(self) -> int:
+        """Step at which the mask head fit ends (counted from the viewer's last segmentation, if any)."""
+        start = self.object_removal.segment_step
+        return (self.config.reconstruct_steps if start is None else start) + self.config.mask_steps
 
     def _run_timed(self, name: str, fn):
         start = time.time()

@@ -59,6 +59,12 @@ INPAINTED_DEPTH = "inpainted_depth"
 """2D-inpainted depth target (ray distance in scene units), H x W x 1."""
 REFERENCE_VIEW = "reference_view"
 """1 on every pixel of the reference view, whose inpainted colour is fitted directly, H x W x 1."""
+OBJECT_OVERLAY = "rgb_object_overlay"
+"""Viewer/render output: rgb with the object mask tinted (plain rgb while nothing is segmented yet)."""
+OVERLAY_TINT = (0.1, 0.55, 1.0)
+"""Colour blended over the object in ``rgb_object_overlay``."""
+OVERLAY_OPACITY = 0.6
+"""Blend weight of the tint where the object mask is 1."""
 
 
 def select_implementation(requested: str, device: str) -> Literal["tcnn", "torch"]:
@@ -238,6 +244,10 @@ class SpinModel(Model):
             "accumulation": accumulation,
             "object_mask": torch.sigmoid(logit),
         }
+        if not self.training:
+            shown = outputs["object_mask"] * (OVERLAY_OPACITY if self.stage != Stage.RECONSTRUCT else 0.0)
+            tint = torch.tensor(OVERLAY_TINT, dtype=rgb.dtype, device=rgb.device)
+            outputs[OBJECT_OVERLAY] = rgb * (1.0 - shown) + tint * shown
         if self.training:
             outputs["object_logit"] = logit
             outputs["rgb_colour_only"] = self.renderer_rgb(
