@@ -66,6 +66,7 @@ from spin_nerfstudio.stage_io import StageFolder, copy_file, copy_stage_folder, 
 from spin_nerfstudio.trainer import SpinTrainer
 from spin_nerfstudio.validate import check_pipeline_values
 from spin_nerfstudio.viewer.access import viewer_exposure_warning
+from spin_nerfstudio.viewer.panel import RemovalPanel, RemovalPanelConfig
 
 # Folders of the run directory, one per stage output.
 DEPTH_DIR = "depth"
@@ -161,6 +162,8 @@ class SpinPipelineConfig(VanillaPipelineConfig):
     """Apply the LPIPS loss every N steps (a CPU saving)."""
     lpips_updates: Literal["colour", "geometry", "both"] = "colour"
     """What LPIPS may change: colour only (volume weights detached, as SPIn-NeRF), geometry only, or both."""
+    viewer_panel: RemovalPanelConfig = field(default_factory=RemovalPanelConfig)
+    """The viewer's "Object removal" panel (click-to-remove while training with the viewer on)."""
 
 
 class SpinPipeline(VanillaPipeline):
@@ -208,6 +211,11 @@ class SpinPipeline(VanillaPipeline):
                 self._check_inputs()
             except SpinInputError as err:
                 fail(str(err))
+        # With a prompt file or mask dir the run removes the object on its own; with viewer clicks it waits for
+        # "Remove object". The panel and its control are public attributes so that nerfstudio's viewer finds them.
+        self.removal_requested = self.prompts is not None or self.given_masks is not None
+        self.object_removal = RemovalPanel(self, config.viewer_panel)
+        self.object_removal_control = self.object_removal.control
 
     @property
     def spin_model(self) -> SpinModel:
@@ -269,7 +277,8 @@ class SpinPipeline(VanillaPipeline):
                 )
         if self.run_dir is not None and self.prompts is not None:
             self.prompts.save(self.run_dir / PROMPT_FILE)
-        return super().get_training_callbacks(training_callback_attributes)
+        callbacks = super().get_training_callbacks(training_callback_attributes)
+        return callbacks + [self.object_removal.training_callback()]
 
     # ------------------------------------------------------------------ training step
     def get_train_loss_dict(self, step: int):
@@ -316,6 +325,9 @@ class SpinPipeline(VanillaPipeline):
                 self._restore_stage_outputs()
         stage = self.spin_model.stage
         cfg = self.config
+        if self.object_removal.pending_segmentation and stage != Stage.INPAINT:  # "Segment" in the viewer
+            self.object_removal.run_segmentation(step)
+            stage = self.spin_model.stage
         if stage == Stage.RECONSTRUCT and step >= cfg.reconstruct_steps:
             if self.given_masks is not None or self.prompts is not None:
                 self._fit_done(stage)
@@ -330,11 +342,12 @@ class SpinPipeline(VanillaPipeline):
             elif not self._waiting_note:
                 self._waiting_note = True
                 CONSOLE.print("spin-nerfstudio: reconstruction done; waiting for clicks on the object in the viewer")
-        elif stage == Stage.SEGMENT and step >= cfg.reconstruct_steps + cfg.mask_steps:
-            self._fit_done(stage)
+        elif stage == Stage.SEGMENT and step >= self.mask_fit_end() and self.removal_requested:
             token = self._boundary(SEGMENTED, step)
             masks = self._run_timed("final_masks", lambda: self._render_final_masks(token))
-            self._finish_masks(masks, step, token)
+            if self.object_removal.accept_final_masks(masks):
+                self._fit_done(stage)
+                self._finish_masks(masks, step, token)
         elif (
             stage == Stage.SEGMENT
             and not self._agreement_checked
@@ -379,6 +392,11 @@ class SpinPipeline(VanillaPipeline):
             n = len(self.datamanager.image_names)
             CONSOLE.print(f"spin-nerfstudio: {name}: reusing {reused}/{n} views written before the interruption")
 
+    def mask_fit_end(self) -> int:
+        """Step at which the mask head fit ends (counted from the viewer's last segmentation, if any)."""
+        start = self.object_removal.segment_step
+        return (self.config.reconstruct_steps if start is None else start) + self.config.mask_steps
+
     def _run_timed(self, name: str, fn):
         start = time.time()
         result = fn()
@@ -412,6 +430,13 @@ class SpinPipeline(VanillaPipeline):
         cams = self.datamanager.train_dataset.cameras
         return [PinholeView.from_cameras(cams, i) for i in range(len(cams))]
 
+    def render_accumulations(self, indices: Optional[List[int]] = None) -> Dict[int, np.ndarray]:
+        """Rendered opacity (H x W) of the given training views (all when None), keyed by view index."""
+        cams = self.datamanager.train_dataset.cameras
+        indices = list(range(len(cams))) if indices is None else indices
+        acc = render_views(self.model, cams, indices=indices, keys=("accumulation",), progress=False)
+        return {k: a[..., 0] for k, a in zip(indices, acc["accumulation"])}
+
     def _initial_masks(self, step: int, token: str) -> None:
         assert self.prompts is not None
         names = self.datamanager.image_names
@@ -426,10 +451,7 @@ class SpinPipeline(VanillaPipeline):
             ]
         else:
             segmenter = self.config.segmenter.setup(device=str(self.device), resolved=self._segmenter_plan)
-            cams = self.datamanager.train_dataset.cameras
-            clicked = sorted(set(self.prompt_views))
-            acc = render_views(self.model, cams, indices=clicked, keys=("accumulation",), progress=False)
-            accumulations = {k: a[..., 0] for k, a in zip(clicked, acc["accumulation"])}  # only clicked views are read
+            accumulations = self.render_accumulations(sorted(set(self.prompt_views)))  # only clicked views are read
             try:
                 result = propagate_prompts(
                     _scaled_prompts(self.prompts, float(getattr(self.datamanager, "image_scale", 1.0)), self._views()),

@@ -65,6 +65,12 @@ SEEN_RGB = "seen_rgb"
 
 RGB_FOR_UPDATES = {"both": "rgb", "colour": "rgb_colour_only", "geometry": "rgb_geometry_only"}
 """Rendered colour output whose gradient reaches what a loss may update."""
+OBJECT_OVERLAY = "rgb_object_overlay"
+"""Viewer/render output: rgb with the object mask tinted (plain rgb while nothing is segmented yet)."""
+OVERLAY_TINT = (0.1, 0.55, 1.0)
+"""Colour blended over the object in ``rgb_object_overlay``."""
+OVERLAY_OPACITY = 0.6
+"""Blend weight of the tint where the object mask is 1."""
 
 
 def select_implementation(requested: str, device: str) -> Literal["tcnn", "torch"]:
@@ -265,6 +271,10 @@ class SpinModel(Model):
                 outputs["object_logit"] = logit
         else:
             outputs["object_mask"] = torch.zeros_like(accumulation)
+        if not self.training:
+            shown = outputs["object_mask"] * (OVERLAY_OPACITY if self.stage != Stage.RECONSTRUCT else 0.0)
+            tint = torch.tensor(OVERLAY_TINT, dtype=rgb.dtype, device=rgb.device)
+            outputs[OBJECT_OVERLAY] = rgb * (1.0 - shown) + tint * shown
         if self.training:
             outputs["rgb_colour_only"] = self.renderer_rgb(
                 rgb=field_outputs[FieldHeadNames.RGB], weights=weights.detach()
