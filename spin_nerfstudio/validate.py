@@ -97,7 +97,7 @@ def check_run_inputs(config: TrainerConfig) -> None:
     check_pipeline_values(pipe)
     check_trainer_values(config)
     nothing = pipe.prompt_file is None and pipe.mask_dir is None and pipe.reuse_stages is None
-    if nothing and "viewer" not in str(config.vis):
+    if nothing and "viewer" not in str(config.vis) and not _dataset_brings_masks(config):
         raise SpinInputError(
             "nothing to remove: pass --pipeline.prompt-file FILE or --pipeline.mask-dir DIR "
             f"(or train with the viewer on to click the object; --vis is '{config.vis}')"
@@ -144,3 +144,23 @@ def check_run_inputs(config: TrainerConfig) -> None:
             )
     if pipe.reference_image is not None and Path(pipe.reference_image).name not in names:
         raise SpinInputError(f"--pipeline.reference-image: '{pipe.reference_image}' is not a training image")
+
+
+def _dataset_brings_masks(config: TrainerConfig) -> bool:
+    """Whether the dataparser supplies object masks itself (a SPIn-NeRF-layout capture read by spin-llff)."""
+    from spin_nerfstudio.data import spin_layout
+    from spin_nerfstudio.data.llff import SpinLLFF, SpinLLFFDataParserConfig
+
+    parser = config.pipeline.datamanager.dataparser
+    if not isinstance(parser, SpinLLFFDataParserConfig) or parser.spin_layout is False:
+        return False
+    data = config.data or config.pipeline.datamanager.data or parser.data
+    if data is None:
+        return False
+    try:
+        image_dir = SpinLLFF(
+            SpinLLFFDataParserConfig(data=Path(data), downscale_factor=parser.downscale_factor)
+        )._image_dir()
+    except (OSError, ValueError):
+        return False
+    return spin_layout.has_spin_layout(image_dir)
