@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--steps", type=int, nargs=3, default=None, metavar=("RECONSTRUCT", "MASK", "TOTAL"),
                    help="schedule (default: spin-inpaint-small's)")  # fmt: skip
     f.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    f.add_argument("--masks", default="truth", choices=["truth", "clicks"],
+                   help="removal masks: the scene's ground truth (default) or segmented from its click")  # fmt: skip
     f.add_argument("--table-only", action="store_true", help="print the table of OUTPUT/figures.json again")
     return p
 
@@ -173,7 +175,7 @@ def _figures(args) -> None:
     if args.steps is not None:
         iterations = {"reconstruct": args.steps[0], "mask": args.steps[1], "total": args.steps[2]}
     spec = {"num_views": args.num_views, "width": args.width, "height": args.height}
-    print(figures_table(run_figures(args.output, args.seeds, spec, iterations, device)))
+    print(figures_table(run_figures(args.output, args.seeds, spec, iterations, device, args.masks)))
 
 
 if __name__ == "__main__":

@@ -651,7 +651,7 @@ class SpinPipeline(VanillaPipeline):
         else:
             targets = vis.seen_elsewhere_targets(
                 self._views(), self.datamanager.images_uint8(), removal, inpainted, inpainted_depth, self._depths,
-                self._setup_inpainter(), self.config.visibility,
+                self.config.visibility,
             )  # fmt: skip
             for i in range(len(names)):
                 seen_dir.put(i, targets.seen[i])

@@ -57,7 +57,14 @@ def check_pipeline_values(pipeline) -> None:
     _number(pipeline.visibility.min_views, _flag(p, "visibility.min_views"), 1, integer=True)
     m = "pipeline.model."
     model = pipeline.model
-    for name in ("mask_loss_mult", "depth_loss_mult", "reference_loss_mult", "seen_loss_mult", "interlevel_loss_mult"):
+    for name in (
+        "mask_loss_mult",
+        "depth_loss_mult",
+        "reference_loss_mult",
+        "seen_loss_mult",
+        "target_loss_mult",
+        "interlevel_loss_mult",
+    ):
         _number(getattr(model, name), _flag(m, name), 0)
     _number(model.distortion_loss_mult, _flag(m, "distortion_loss_mult"), 0)
     _number(model.mask_threshold, _flag(m, "mask_threshold"), 1e-6, 1 - 1e-6)

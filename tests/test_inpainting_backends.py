@@ -253,3 +253,22 @@ def test_biharmonic_beats_telea_on_masked_psnr(scenes) -> None:
             gains.append(ours - telea)
     assert np.mean(gains) > 1.0, gains
     assert min(gains) > 0.0, gains
+
+
+def test_harmonic_fill_never_overshoots_scattered_values() -> None:
+    from spin_nerfstudio.inpainting.biharmonic import harmonic_fill
+
+    rng = np.random.default_rng(2)
+    values = rng.uniform(0.2, 0.8, size=(40, 50, 1))
+    hole = np.zeros((40, 50), bool)
+    hole[5:35, 5:45] = True
+    hole[rng.random((40, 50)) < 0.05] = False  # scattered known pixels inside the hole, as seen pixels are
+    filled = harmonic_fill(values, hole)
+    assert np.array_equal(filled[~hole], values[~hole])
+    assert filled[hole].min() >= 0.2 and filled[hole].max() <= 0.8
+    # the thin-plate fill through the same scattered pixels rings past them
+    plate = biharmonic_fill(values, hole)
+    assert plate[hole].min() < 0.2 or plate[hole].max() > 0.8
+    yy, xx = np.mgrid[:40, :50].astype(np.float64)
+    ramp = (0.1 + 0.01 * xx + 0.005 * yy)[..., None]
+    assert np.abs(harmonic_fill(np.where(hole[..., None], 0.0, ramp), hole) - ramp).max() < 1e-9

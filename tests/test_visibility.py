@@ -40,7 +40,7 @@ class Scene:
     def targets(self, **kw) -> vis.VisibilityTargets:
         args = dict(
             views=self.views, images=self.gt["images"], removal=self.removal, inpainted_rgb=self.rgb2d,
-            inpainted_depth=self.depth2d, rendered_depth=self.depth, inpainter=BiharmonicInpainter(),
+            inpainted_depth=self.depth2d, rendered_depth=self.depth,
             config=vis.VisibilityConfig(),
         )  # fmt: skip
         args.update(kw)

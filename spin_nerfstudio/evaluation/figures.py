@@ -5,9 +5,12 @@ For every seed a scene with ground truth is generated and
 1. the 2D inpainters are compared on the ground-truth masks, dilated as the pipeline dilates them (masked PSNR and
    SSIM of each view against the object-free image): the offline default (biharmonic) against OpenCV's Telea, and
    LaMa too when a checkpoint is found without downloading;
-2. the removal runs (``spin-inpaint-small`` from the scene's click) and is scored with ``spin-nerf evaluate``'s
-   metrics inside the ground-truth masks, next to its baselines on the same views: each view inpainted in 2D on
-   its own, and a masked NeRF (see ``baselines.py``);
+2. the removal runs (``spin-inpaint-small``) and is scored with ``spin-nerf evaluate``'s metrics inside the
+   ground-truth masks, next to its baselines on the same views: each view inpainted in 2D on its own, and a masked
+   NeRF (see ``baselines.py``). By default the run is given the ground-truth object masks (``--masks truth``, as
+   SPIn-NeRF's benchmark gives its training masks), so the figures measure inpainting, not segmentation; the
+   reconstruction then runs for the reconstruct + mask steps, so the inpainted fit has the same steps either way.
+   ``--masks clicks`` segments from the scene's click instead;
 3. an ablation refits the same run from the same stage outputs with plain 2D-inpainted targets (visibility-aware
    targets off), so the only difference from ours is the targets;
 4. the share of removal-mask pixels that were seen elsewhere is read from the run, and the seen colours are
@@ -92,7 +95,7 @@ def seen_accuracy(run_dir: Path, scene: Path) -> Dict[str, Optional[float]]:
 
 
 def run_seed(
-    seed: int, output: Path, spec_kwargs: Dict[str, int], iterations: Dict[str, int], device: str
+    seed: int, output: Path, spec_kwargs: Dict[str, int], iterations: Dict[str, int], device: str, masks: str = "truth"
 ) -> Dict[str, object]:
     """All figures of one generated scene."""
     from spin_nerfstudio.data.synthetic import SceneSpec, make_scene
@@ -105,6 +108,10 @@ def run_seed(
     scene = make_scene(folder / "scene", SceneSpec(seed=seed, **spec_kwargs))
     config = demo_config(scene, scene / "prompts.json", folder, device, iterations)
     config.experiment_name = "ours"
+    if masks == "truth":
+        config.pipeline.prompt_file = None
+        config.pipeline.mask_dir = scene / "masks"
+        config.pipeline.reconstruct_steps = iterations["reconstruct"] + iterations["mask"]
     run_dir = Path(config.get_base_dir())
     with contextlib.redirect_stdout(io.StringIO()):
         trainer = train(config)
@@ -134,6 +141,7 @@ def run_seed(
     gc.collect()
     return {
         "seed": seed,
+        "masks": masks,
         "run": str(run_dir),
         "mask_iou": result.get("mask_iou"),
         "methods": rows,
@@ -152,7 +160,8 @@ def figures_table(figures: Dict[str, object]) -> str:
     seeds: List[Dict[str, object]] = figures["seeds"]  # type: ignore[assignment]
     head = " | ".join(f"seed {s['seed']}" for s in seeds)
     lines = [
-        f"Generated scenes: {figures['scene']}; schedule {figures['iterations']}; device {figures['device']}.",
+        f"Generated scenes: {figures['scene']}; schedule {figures['iterations']}; device {figures['device']}; "
+        f"removal masks from {'the ground truth' if figures.get('masks') == 'truth' else 'the click'}.",
         "Masked metrics are inside the ground-truth object masks of every training view (mean over views).",
         "",
         f"| method | masked PSNR (mean) | masked SSIM (mean) | masked LPIPS (mean) | masked PSNR: {head} |",
@@ -212,6 +221,7 @@ def run_figures(
     spec_kwargs: Dict[str, int],
     iterations: Optional[Dict[str, int]],
     device: str = "cpu",
+    masks: str = "truth",
 ) -> Dict[str, object]:
     """Run every seed (reusing finished seeds in ``output``), write ``figures.json`` and return it."""
     from spin_nerfstudio.stage_io import write_json
@@ -233,10 +243,10 @@ def run_figures(
         if done.is_file():
             results.append(json.loads(done.read_text()))
             continue
-        res = run_seed(seed, output, spec_kwargs, iterations, device)
+        res = run_seed(seed, output, spec_kwargs, iterations, device, masks)
         write_json(done, res)
         results.append(res)
         print(f"spin-nerf figures: seed {seed} done in {res['seconds'] / 60:.1f} min", flush=True)
-    figures = {"scene": spec_kwargs, "iterations": iterations, "device": device, "seeds": results}
+    figures = {"scene": spec_kwargs, "iterations": iterations, "device": device, "masks": masks, "seeds": results}
     write_json(output / "figures.json", figures)
     return figures

@@ -75,6 +75,37 @@ def biharmonic_fill(
     return out
 
 
+def harmonic_fill(values: Float[np.ndarray, "H W C"], mask: Bool[np.ndarray, "H W"]) -> Float[np.ndarray, "H W C"]:
+    """Membrane (Laplace) fill of the masked entries: smooth, and never outside the range of the known values
+    around each hole (the maximum principle), however scattered the known values inside a hole are."""
+    mask = np.asarray(mask, dtype=bool)
+    out = np.array(values, dtype=np.float64, copy=True)
+    if not mask.any():
+        return out
+    if mask.all():
+        raise ValueError("the mask covers every pixel; there is nothing to inpaint from")
+    h, w = mask.shape
+    count, labels = cv2.connectedComponents(cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)), 8)
+    for k in range(1, count):
+        group = (labels == k) & mask
+        ys, xs = np.nonzero(group)
+        y0, y1 = max(0, ys.min() - 1), min(h, ys.max() + 2)
+        x0, x1 = max(0, xs.min() - 1), min(w, xs.max() + 2)
+        hole = group[y0:y1, x0:x1]
+        if hole.all():
+            raise ValueError("the mask covers every pixel; there is nothing to inpaint from")
+        lap = graph_laplacian(*hole.shape)
+        unknown, known = np.flatnonzero(hole), np.flatnonzero(~hole)
+        flat = out[y0:y1, x0:x1].reshape(hole.size, -1)
+        a_uu = lap[unknown][:, unknown].tocsc()
+        rhs = -(lap[unknown][:, known] @ flat[known])
+        solve = spla.factorized(a_uu)
+        for c in range(flat.shape[1]):
+            flat[unknown, c] = solve(np.ascontiguousarray(rhs[:, c]))
+        out[y0:y1, x0:x1] = flat.reshape(out[y0:y1, x0:x1].shape)
+    return out
+
+
 def bending_rows(height: int, width: int, edges: Tuple[bool, bool, bool, bool]) -> sp.csr_matrix:
     """Second-difference rows whose squares sum to the bending energy of a crop; every row vanishes on affine ramps.
 

@@ -10,9 +10,11 @@ other view, and accept that view as a witness where
   (so the point is the surface that view sees, not something hidden behind it).
 
 The pixel's "seen elsewhere" colour is the per-channel median of the witnesses' bilinearly sampled colours.
-Those pixels are then supervised with the observed colour like ordinary observations; the 2D inpainter fills only
-the rest (each view's image with the seen colours pasted in is inpainted again inside the unseen part), and only
-the unseen part gets the reference-view colour loss and the perceptual patches.
+Those pixels are then supervised with the observed colour like ordinary observations. The rest of the mask keeps the
+2D inpainting, corrected towards what was seen: the differences between observed and 2D-inpainted colour at the
+seen pixels are spread over the unseen pixels by a membrane (Laplace) fill, which never overshoots (re-inpainting
+around scattered observed pixels with a thin-plate or learned inpainter can ring or hallucinate). Only the unseen
+part gets the reference-view colour loss and the perceptual patches.
 
 Outputs in the run folder: ``seen_elsewhere/`` (per-view masks, white = seen in another view),
 ``inpainted_targets/`` (per-view colour targets: observed colour where seen, 2D inpainting elsewhere) and
@@ -30,8 +32,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from jaxtyping import Bool, Float, UInt8
 
-from spin_nerfstudio.inpainting.base import Inpainter
-from spin_nerfstudio.segmentation.propagate import PinholeView, lift
+from spin_nerfstudio.inpainting.biharmonic import harmonic_fill
+from spin_nerfstudio.segmentation.propagate import PinholeView, dilate, lift
 
 SEEN_DIR = "seen_elsewhere"
 """Run-folder subfolder of the per-view seen-elsewhere masks."""
@@ -51,6 +53,8 @@ class VisibilityConfig:
     """Relative slack between a lifted point's distance and a witness view's rendered depth."""
     min_views: int = 1
     """Witness views a pixel needs to count as seen."""
+    margin: int = 2
+    """Pixels a witness sample must keep from that view's removal mask (its edge may still show the object)."""
     chunk: int = 65536
     """Masked pixels processed at once (memory bound: chunk x views x 3 floats)."""
 
@@ -110,12 +114,14 @@ def witness_colours(
     source: int,
     points: Float[np.ndarray, "N 3"],
     depth_tolerance: float,
+    margin: int = 0,
 ) -> Float[np.ndarray, "V N 3"]:
     """Colour of each 3D point in every other view that sees it unmasked (NaN where a view is no witness)."""
     out = np.full((len(views), len(points), 3), np.nan)
     for j, view in enumerate(views):
         if j == source:
             continue
+        blocked = removal[j] if margin <= 0 else dilate(removal[j], 2 * margin + 1, 1)
         h, w = removal[j].shape
         if h < 2 or w < 2:
             continue
@@ -126,7 +132,7 @@ def witness_colours(
         if len(idx) == 0:
             continue
         colour, ys, xs = _bilinear(images[j], x[idx], y[idx])
-        unmasked = ~removal[j][ys, xs].any(axis=0)
+        unmasked = ~blocked[ys, xs].any(axis=0)
         surface = rendered_depth[j][ys, xs].astype(np.float64)
         with np.errstate(invalid="ignore"):
             agree = (np.abs(surface - dist[idx][None]) <= depth_tolerance * np.abs(surface)).all(axis=0)
@@ -142,15 +148,14 @@ def seen_elsewhere_targets(
     inpainted_rgb: Sequence[UInt8[np.ndarray, "H W 3"]],
     inpainted_depth: Sequence[Float[np.ndarray, "H W"]],
     rendered_depth: Sequence[Float[np.ndarray, "H W"]],
-    inpainter: Optional[Inpainter],
     config: VisibilityConfig,
 ) -> VisibilityTargets:
     """Seen-elsewhere masks and colour targets of every view.
 
     ``rendered_depth`` is the reconstruction's depth (the surface each view sees, object included) and
     ``inpainted_depth`` the object-free depth inside each removal mask; both hold ray distances. Pixels whose
-    inpainted depth is not finite and positive are never seen. With ``inpainter`` None the unseen rest keeps the
-    plain 2D inpainting ``inpainted_rgb``; otherwise it is inpainted again around the pasted observed colours.
+    inpainted depth is not finite and positive are never seen. The unseen rest of each mask is the 2D inpainting
+    ``inpainted_rgb`` plus the membrane-filled correction from the seen pixels.
     """
     result = VisibilityTargets()
     for i, view in enumerate(views):
@@ -168,7 +173,9 @@ def seen_elsewhere_targets(
         for start in range(0, len(ys), step):
             sl = slice(start, start + step)
             pts, _ = lift(view, np.stack([xs[sl], ys[sl]], -1), inpainted_depth[i])
-            samples = witness_colours(views, images, removal, rendered_depth, i, pts, config.depth_tolerance)
+            samples = witness_colours(
+                views, images, removal, rendered_depth, i, pts, config.depth_tolerance, config.margin
+            )
             n = np.isfinite(samples[..., 0]).sum(axis=0)
             count[ys[sl], xs[sl]] = n
             with warnings.catch_warnings():
@@ -176,10 +183,14 @@ def seen_elsewhere_targets(
                 colours[sl] = np.nanmedian(samples, axis=0)
         ok = count[ys, xs] >= max(1, config.min_views)
         seen[ys[ok], xs[ok]] = True
-        target[ys[ok], xs[ok]] = np.clip(np.round(colours[ok]), 0, 255).astype(np.uint8)
         rest = mask & ~seen
-        if inpainter is not None and seen.any() and rest.any():
-            target = inpainter.inpaint_rgb(target, rest)
+        if seen.any():
+            residual = np.zeros((h, w, 3))
+            residual[ys[ok], xs[ok]] = colours[ok] - target[ys[ok], xs[ok]]
+            if rest.any():
+                residual = harmonic_fill(residual, rest)
+            corrected = target.astype(np.float64) + residual
+            target[mask] = np.clip(np.round(corrected[mask]), 0, 255).astype(np.uint8)
         result.seen.append(seen)
         result.targets.append(target)
         result.witnesses.append(count)

@@ -145,6 +145,11 @@ class SpinModelConfig(ModelConfig):
     """Weight of the colour loss on seen-elsewhere pixels (1: the per-pixel weight of an ordinary observation)."""
     seen_loss_updates: Literal["colour", "geometry", "both"] = "both"
     """What the seen-elsewhere colour loss may change (both: it is an observation of the background)."""
+    target_loss_mult: float = 0.0
+    """Weight of an MSE to every view's colour target on the masked pixels no view saw (0: SPIn-NeRF, which fits
+    only the reference view's; its "NeRF + LaMa" baseline fits all of them)."""
+    target_loss_updates: Literal["colour", "geometry", "both"] = "colour"
+    """What that all-view target loss may change."""
     mask_threshold: float = 0.5
     """Probability above which a rendered pixel belongs to the object."""
     keep_freed_memory: bool = True
@@ -325,6 +330,13 @@ class SpinModel(Model):
             losses["depth_loss"] = (
                 self.config.depth_loss_mult * ((depth - target) ** 2 * valid).sum() / valid.sum().clamp(min=1.0)
             )
+            if self.config.target_loss_mult > 0:
+                unseen = m * (1.0 - seen)
+                pred = outputs[RGB_FOR_UPDATES[self.config.target_loss_updates]]
+                diff = (pred - batch[INPAINTED_RGB].to(self.device)) ** 2
+                losses["target_loss"] = (
+                    self.config.target_loss_mult * (diff * unseen).sum() / (unseen.sum() * 3).clamp(min=1.0)
+                )
             ref = m * (1.0 - seen) * batch[REFERENCE_VIEW].to(self.device)
             if self.config.reference_loss_mult > 0:
                 pred = outputs[RGB_FOR_UPDATES[self.config.reference_loss_updates]]
