@@ -116,6 +116,8 @@ class RemovalPanel(ViewerElement[str]):
         """Last training step seen (None before training, or in ``ns-viewer``)."""
         self.prompt_path: Optional[Path] = None
         """Where the clicks were last written."""
+        self.segmented_note = ""
+        """What the last segmentation from the viewer's clicks gave (shown in the panel)."""
         self.viewer: Any = None
         self.server: Optional[viser.ViserServer] = None
         self._version = 0
@@ -224,6 +226,8 @@ class RemovalPanel(ViewerElement[str]):
         n_pos = sum(p.positive for p in self.points)
         n_neg = len(self.points) - n_pos
         lines = [self._stage_line(), f"**Clicks:** {n_pos} positive, {n_neg} negative"]
+        if self.segmented_note:
+            lines.append(f"**Segmented:** {self.segmented_note}")
         if not self.interactive:
             lines.append("Clicks come from the prompt file or mask dir of this run.")
         elif self.mode != "Off":
@@ -500,6 +504,7 @@ class RemovalPanel(ViewerElement[str]):
         masks = pipe.datamanager.view_batch[INITIAL_MASK]
         covered = int((masks.flatten(1).amax(dim=1) > 0).sum())
         images = ", ".join(p.image for p in prompts.prompts)
+        self.segmented_note = f"step {step}, clicks in {images}, initial masks in {covered}/{len(masks)} views"
         self.notify("Segmented", f"clicks in {images}; initial masks in {covered}/{len(masks)} views")
         self._show_overlay()
         self._refresh()
