@@ -16,4 +16,14 @@ if ! .venv/bin/python -c "import nerfstudio, torch, lpips, segment_anything, sim
 else
   .venv/bin/pip install -q --no-deps -e . >/dev/null
 fi
+# The viewer's browser test drives Debian's Chromium through Playwright (no browser download).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: installing Debian's chromium for the browser test"
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null || echo "setup: could not install chromium"
+  else
+    echo "setup: run as root or 'sudo apt-get install -y chromium' for the browser test"
+  fi
+fi
+.venv/bin/python -c "import playwright" 2>/dev/null || .venv/bin/pip install -q "playwright==1.65.2"
 echo "setup: ready ($(.venv/bin/python -c 'import torch, nerfstudio; print("torch", torch.__version__)'))"
