@@ -770,7 +770,8 @@ class SpinPipeline(VanillaPipeline):
             token = folder_token(src / folder)
             self.lineage[name] = {"token": token or uuid.uuid4().hex, "step": step}
         if self.run_dir is not None and self.run_dir.resolve() != src.resolve():
-            for name in (*folders, vis.SEEN_DIR, vis.TARGETS_DIR):
+            extra = (vis.SEEN_DIR, vis.TARGETS_DIR) if self.config.visibility.enabled else ()
+            for name in (*folders, *extra):  # seen-elsewhere targets only where this fit uses them
                 if (src / name).is_dir():
                     copy_stage_folder(src / name, self.run_dir / name)
         depths, masks, removal, rgb, depth = parts

@@ -149,11 +149,6 @@ def test_seen_elsewhere_outputs_are_consistent(tiny_run, tiny_scene):
     assert f"({share:.1%}) were seen unmasked in other views" in log
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known merge defect (#4 x #8): the masked-NeRF baseline run reusing the run's stage folders also gets a "
-    "seen_elsewhere/ folder although visibility is off; see the session's closing note",
-)
 def test_evaluate_baselines_side_by_side(tiny_run, tiny_scene, tmp_path):
     from spin_nerfstudio.evaluation.metrics import psnr
 

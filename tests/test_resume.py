@@ -31,6 +31,7 @@ import torch
 from conftest import BIN, TINY_STEPS, ns_train_args
 
 from spin_nerfstudio.evaluation.evaluate import evaluate_run
+from spin_nerfstudio.safe_load import load_checkpoint
 
 SAVE_EVERY = 100
 DELAY = "0.3"
@@ -206,6 +207,6 @@ def test_nan_in_depth_prior_stops_naming_step_and_term(tiny_run, tiny_scene, tmp
     ), proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert _ckpt_steps(run) == [TOTAL - 1]
-    state = torch.load(ckpt, map_location="cpu")  # still a good, finite checkpoint
+    state = load_checkpoint(ckpt)  # still a good, finite checkpoint, weights-only loadable
     assert state["step"] == TOTAL - 1
     assert all(torch.isfinite(v).all() for v in state["pipeline"].values() if v.is_floating_point())

@@ -323,7 +323,9 @@ class SpinModel(Model):
                 losses["seen_loss"] = self.config.seen_loss_mult * (diff * seen).sum() / count
             depth = outputs["depth"]
             target = batch[INPAINTED_DEPTH].to(self.device)
-            valid = m * (torch.isfinite(target) & (target > 0)).float()
+            # A non-positive depth means "no prior here". A NaN or infinite prior is corrupt input (the inpainters
+            # never write one): it is left to reach the loss so the divergence guard stops the run and names it.
+            valid = m * ((target > 0) | ~torch.isfinite(target)).float()
             target = torch.where(valid > 0, target, depth.detach())
             if self.config.depth_loss_space == "disparity":
                 depth, target = 1.0 / depth.clamp(min=1e-3), 1.0 / target.clamp(min=1e-3)
