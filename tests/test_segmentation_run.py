@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
+from conftest import ns_train_args, run_cli
 from PIL import Image
 
 from spin_nerfstudio.evaluation.metrics import mask_scores
@@ -39,3 +41,33 @@ def test_masks_contact_sheet_shows_the_final_masks(tiny_run, tiny_scene):
     tinted = np.round(0.5 * image + 0.5 * np.array([255, 0, 255]))
     assert np.abs(tile[final] - tinted[final]).max() <= 1 and final.any()
     assert np.abs(tile[~final] - image[~final]).max() <= 1
+
+
+@pytest.mark.parametrize(
+    "make, extra, message",
+    [
+        (None, ["--pipeline.segmenter.checkpoint", "missing.pth"], "missing.pth: SAM checkpoint not found"),
+        ("vit_h", ["--pipeline.segmenter.model-type", "vit_b"], "is a vit_h SAM checkpoint but model_type 'vit_b'"),
+    ],
+)
+def test_bad_sam_checkpoint_stops_before_training(tiny_scene, tmp_path, make, extra, message):
+    import torch
+
+    if make == "vit_h":  # the tensors that identify a vit_h image encoder, nothing else
+        state = {
+            "image_encoder.patch_embed.proj.weight": torch.zeros(1280, 3, 1, 1),
+            "prompt_encoder.point_embeddings.0.weight": torch.zeros(1, 4),
+            "mask_decoder.iou_prediction_head.layers.0.weight": torch.zeros(4, 4),
+            **{f"image_encoder.blocks.{b}.norm1.weight": torch.zeros(1) for b in range(32)},
+        }
+        torch.save(state, tmp_path / "big.pth")
+        extra = [*extra, "--pipeline.segmenter.checkpoint", "big.pth"]
+    args = ns_train_args(
+        tiny_scene, tmp_path / "out", "--pipeline.prompt-file", tiny_scene / "prompts.json",
+        "--pipeline.segmenter.backend", "sam", *extra,
+    )  # fmt: skip
+    proc = run_cli(args, cwd=tmp_path, timeout=300)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert message in last and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+    assert not list((tmp_path / "out").rglob("*.ckpt"))
