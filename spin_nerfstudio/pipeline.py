@@ -30,7 +30,7 @@ from typing import Dict, List, Literal, Optional, Tuple, Type
 import numpy as np
 import torch
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
-from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 from PIL import Image
@@ -60,7 +60,12 @@ from spin_nerfstudio.model.spin_model import (
 from spin_nerfstudio.prompts import PromptSet, SpinInputError, load_prompts, match_to_dataset
 from spin_nerfstudio.render import render_views
 from spin_nerfstudio.segmentation.base import SegmenterConfig
-from spin_nerfstudio.segmentation.multiview import agreement_ious, agreement_outliers, propagate_prompts
+from spin_nerfstudio.segmentation.multiview import (
+    agreement_ious,
+    agreement_outliers,
+    fuse_masks,
+    propagate_prompts,
+)
 from spin_nerfstudio.segmentation.propagate import PinholeView, dilate
 from spin_nerfstudio.stage_io import StageFolder, copy_file, copy_stage_folder, folder_token, load_views, write_json
 from spin_nerfstudio.trainer import SpinTrainer
@@ -79,7 +84,9 @@ INPAINTED_DEPTH_DIR = "inpainted_depth"
 PROMPT_FILE = "prompts.json"
 STAGES_FILE = "stages.json"
 AGREEMENT_FILE = "mask_agreement.json"
+PROBABILITY_FILE = "mask_probability.npy"
 MASK_SHEET = "masks_sheet.png"
+RESULT_SHEET = "before_after.png"
 STAGE_DIRS = (
     DEPTH_DIR,
     RENDERS_BEFORE_DIR,
@@ -135,11 +142,19 @@ class SpinPipelineConfig(VanillaPipelineConfig):
     inpainting (no reconstruction or segmentation), e.g. to compare loss settings or train a baseline."""
     visibility_tolerance: float = 0.05
     """Relative depth slack when deciding whether a projected point is visible in another view."""
+    mask_fusion_band: Tuple[float, float] = (0.2, 0.8)
+    """Final masks: the mask field's rendered probability decides outside this band (object above, background
+    below), the view's initial mask inside it, where the field is unsure (mostly along the object's outline). Equal
+    bounds use the field alone, thresholded at ``model.mask_threshold``. Views dropped by the agreement check use
+    the field alone. The probabilities are written to RUN/mask_probability.npy."""
     mask_outlier_iou: float = 0.5
     """Halfway through the mask steps, views whose initial mask has IoU below this with the mask field's render
     stop contributing to the mask loss (clicked views are always kept; 0 disables the check)."""
     mask_sheet_views: int = 12
-    """Views shown in RUN/masks_sheet.png (initial and final masks over the images) when the final masks exist."""
+    """Views shown in RUN/masks_sheet.png (initial and final masks over the images) when the final masks exist, and
+    in RUN/before_after.png (input, NeRF before, removal mask, 2D inpainted target, NeRF after) at the last step."""
+    result_sheet: bool = True
+    """Render the mask-sheet views with the final field at the last step and write RUN/before_after.png."""
     dilate_kernel: int = 5
     """Side of the square dilation kernel applied to the final masks before inpainting (SPIn-NeRF: 5)."""
     dilate_iterations: Optional[int] = None
@@ -278,7 +293,49 @@ class SpinPipeline(VanillaPipeline):
         if self.run_dir is not None and self.prompts is not None:
             self.prompts.save(self.run_dir / PROMPT_FILE)
         callbacks = super().get_training_callbacks(training_callback_attributes)
+        if trainer is not None and self.config.result_sheet:
+            self._last_step = int(trainer.config.max_num_iterations) - 1
+            callbacks.append(
+                TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], self._maybe_write_result_sheet)
+            )
         return callbacks + [self.object_removal.training_callback()]
+
+    def _maybe_write_result_sheet(self, step: int) -> None:
+        """At the last step of a run that fitted the inpainted scene, write RUN/before_after.png."""
+        start = getattr(self, "_stage_start_step", None)
+        if step != getattr(self, "_last_step", -1) or self.spin_model.stage != Stage.INPAINT or self.run_dir is None:
+            return
+        if start is None or step <= start:
+            return  # the inpainted fit has not trained yet (e.g. a run that stops after the masks)
+        self._run_timed("result_sheet", lambda: self._write_result_sheet(step))
+
+    def _write_result_sheet(self, step: int) -> None:
+        from spin_nerfstudio.evaluation.sheet import contact_sheet, overlay, pick_views, save_sheet
+
+        assert self.run_dir is not None
+        names = self.datamanager.image_names
+        images = self.datamanager.images_uint8()
+        folders = [load_views(self.run_dir / d, names) for d in (RENDERS_BEFORE_DIR, REMOVAL_MASK_DIR, INPAINTED_DIR)]
+        before, removal, inpainted = folders
+        if removal is None or inpainted is None:
+            return
+        chosen = pick_views(len(names), max(1, self.config.mask_sheet_views))
+        cams = self.datamanager.train_dataset.cameras
+        after = render_views(self.model, cams, indices=chosen, keys=("rgb",), description="Rendering the result")
+        blank = np.full_like(images[0], 255)
+        rows = [
+            [images[k], before[k] if before is not None else blank, overlay(images[k], removal[k] > 0),
+             inpainted[k], after["rgb"][j]]
+            for j, k in enumerate(chosen)
+        ]  # fmt: skip
+        width = images[0].shape[1]
+        sheet = contact_sheet(
+            rows, ["input", "NeRF before", "removal mask", "2D inpainted", f"NeRF after (step {step})"],
+            [Path(names[k]).stem for k in chosen], scale=max(1, int(np.ceil(160 / width))),
+            title=f"{len(chosen)} of {len(names)} views before and after removal",
+        )  # fmt: skip
+        path = save_sheet(sheet, self.run_dir / RESULT_SHEET)
+        CONSOLE.print(f"spin-nerfstudio: before and after removal: {path}", soft_wrap=True)
 
     # ------------------------------------------------------------------ training step
     def get_train_loss_dict(self, step: int):
@@ -495,6 +552,7 @@ class SpinPipeline(VanillaPipeline):
         field_masks, small = self._render_masks_for_check(initial)
         ious = agreement_ious(field_masks, small)
         bad = agreement_outliers(ious, self.config.mask_outlier_iou, keep=self.prompt_views)
+        self._mask_outliers = list(bad)
         weights = torch.ones(len(names), *initial[0].shape, 1)
         weights[bad] = 0.0
         self.datamanager.set_view_data(INITIAL_MASK_WEIGHT, weights)
@@ -538,10 +596,34 @@ class SpinPipeline(VanillaPipeline):
         out_dir = self._folder(MASK_DIR, "png", token)
         masks = {i: m > 0 for i, m in out_dir.existing().items()}
         self._note_reuse(MASK_DIR, len(masks))
+        threshold = self.spin_model.config.mask_threshold
+        initial = getattr(self, "_initial", None)
+        low, high = self.config.mask_fusion_band
+        if initial is not None and low < high and len(masks) < len(cams):
+            # The field's probability decides where it is confident, the initial mask in its uncertain band.
+            outliers = set(getattr(self, "_mask_outliers", []))
+            probability = []
+            masks = {}
+            for i in track(range(len(cams)), description="Rendering object masks", transient=True):
+                out = render_views(self.model, cams, indices=[i], keys=("object_mask",), progress=False)
+                probability.append(out["object_mask"][0][..., 0])
+                alone = probability[-1] > threshold
+                masks[i] = alone if i in outliers else fuse_masks(probability[-1], initial[i], low, high)
+                out_dir.put(i, masks[i])
+            out_dir.finish()
+            if self.run_dir is not None:
+                np.save(self.run_dir / PROBABILITY_FILE, np.stack(probability).astype(np.float16))
+            band = float(np.mean([((p >= low) & (p <= high)).mean() for p in probability]))
+            CONSOLE.print(
+                f"spin-nerfstudio: final masks: the mask field where its probability is outside [{low:g}, {high:g}], "
+                f"the initial masks inside ({band:.1%} of the pixels)",
+                soft_wrap=True,
+            )
+            return [masks[i] for i in range(len(cams))]
         todo = [i for i in range(len(cams)) if i not in masks]
         for i in track(todo, description="Rendering object masks", transient=True):
             out = render_views(self.model, cams, indices=[i], keys=("object_mask",), progress=False)
-            masks[i] = out["object_mask"][0][..., 0] > self.spin_model.config.mask_threshold
+            masks[i] = out["object_mask"][0][..., 0] > threshold
             out_dir.put(i, masks[i])
         out_dir.finish()
         return [masks[i] for i in range(len(cams))]

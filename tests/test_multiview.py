@@ -17,6 +17,7 @@ from spin_nerfstudio.segmentation.multiview import (
     agreement_ious,
     agreement_outliers,
     border_spans,
+    fuse_masks,
     check_object_mask,
     propagate_prompts,
 )
@@ -215,3 +216,23 @@ def test_segbench_clicks_and_table(varied: Scene, tmp_path):
     assert lines[0] == "title" and "2: 0.700/0.850" in lines[3]
     mean = next(line for line in lines if line.startswith("mean "))
     assert mean.split("|")[1].split() == ["0.700", "0.920"]
+
+
+
+def test_fused_mask_keeps_the_field_where_sure_and_the_initial_mask_at_the_outline():
+    import cv2
+
+    truth = np.zeros((40, 50), np.uint8)
+    cv2.circle(truth, (25, 20), 10, 1, -1)
+    truth = truth > 0
+    initial = truth.copy()
+    initial[8:17] = False  # the view's own mask missed the top of the object
+    # the field: sure inside the object (top included), soft and biased low along the outline
+    probability = 0.9 * cv2.GaussianBlur(truth.astype(np.float32), (9, 9), 2.5)
+    fused = fuse_masks(probability, initial, 0.2, 0.8)
+    iou = lambda m: (m & truth).sum() / (m | truth).sum()  # noqa: E731
+    assert iou(fused) > iou(initial) + 0.05  # the sure part of the missed top comes back
+    sure, unsure = probability > 0.8, (probability >= 0.2) & (probability <= 0.8)
+    assert fused[sure].all() and not fused[probability < 0.2].any()
+    assert np.array_equal(fused[unsure], initial[unsure])
+    assert np.array_equal(fuse_masks(probability, initial, 0.5, 0.5), probability > 0.5)  # field alone

@@ -71,3 +71,27 @@ def test_bad_sam_checkpoint_stops_before_training(tiny_scene, tmp_path, make, ex
     last = proc.stderr.strip().splitlines()[-1]
     assert message in last and "Traceback" not in proc.stderr, proc.stderr[-1500:]
     assert not list((tmp_path / "out").rglob("*.ckpt"))
+
+
+def test_before_after_sheet_shows_the_removal(tiny_run, tiny_scene):
+    """RUN/before_after.png: the mask-sheet views as input | before | removal mask | 2D inpainted | after."""
+    names = sorted(p.name for p in (tiny_scene / "images").glob("*.png"))
+    sheet = np.asarray(Image.open(tiny_run / "before_after.png").convert("RGB")).astype(int)
+    tile_w, tile_h, pad, top, left = 64 * 3, 48 * 3, 4, 34, 60
+    rows = min(12, len(names))
+    assert sheet.shape == (top + rows * (tile_h + pad) + pad, left + 5 * (tile_w + pad) + pad, 3)
+
+    def tile(row: int, col: int) -> np.ndarray:
+        x0, y0 = left + pad + col * (tile_w + pad), top + pad + row * (tile_h + pad)
+        return sheet[y0 : y0 + tile_h : 3, x0 : x0 + tile_w : 3]
+
+    image = np.asarray(Image.open(tiny_scene / "images" / "000.png").convert("RGB")).astype(int)
+    background = np.asarray(Image.open(tiny_scene / "background" / "000.png").convert("RGB")).astype(int)
+    inpainted = np.asarray(Image.open(tiny_run / "inpainted" / "000.png").convert("RGB")).astype(int)
+    assert np.abs(tile(0, 0) - image).max() == 0 and np.abs(tile(0, 3) - inpainted).max() == 0
+    gt = np.array(Image.open(tiny_scene / "masks" / "000.png")) > 0
+    after_err = np.abs(tile(0, 4) - background)[gt].mean()
+    input_err = np.abs(image - background)[gt].mean()
+    assert after_err < 0.3 * input_err, (after_err, input_err)  # the object is gone from the final render
+    log = (tiny_run / "train.log").read_text()
+    assert f"spin-nerfstudio: before and after removal: {tiny_run / 'before_after.png'}" in log
