@@ -17,8 +17,8 @@ from spin_nerfstudio.segmentation.multiview import (
     agreement_ious,
     agreement_outliers,
     border_spans,
-    fuse_masks,
     check_object_mask,
+    fuse_masks,
     propagate_prompts,
 )
 from spin_nerfstudio.segmentation.propagate import PinholeView
@@ -216,7 +216,6 @@ def test_segbench_clicks_and_table(varied: Scene, tmp_path):
     assert lines[0] == "title" and "2: 0.700/0.850" in lines[3]
     mean = next(line for line in lines if line.startswith("mean "))
     assert mean.split("|")[1].split() == ["0.700", "0.920"]
-
 
 
 def test_fused_mask_keeps_the_field_where_sure_and_the_initial_mask_at_the_outline():
