@@ -63,7 +63,7 @@ from spin_nerfstudio.segmentation.base import SegmenterConfig
 from spin_nerfstudio.segmentation.multiview import (
     agreement_ious,
     agreement_outliers,
-    fuse_masks,
+    choose_final_mask,
     propagate_prompts,
 )
 from spin_nerfstudio.segmentation.propagate import PinholeView, dilate
@@ -142,11 +142,11 @@ class SpinPipelineConfig(VanillaPipelineConfig):
     inpainting (no reconstruction or segmentation), e.g. to compare loss settings or train a baseline."""
     visibility_tolerance: float = 0.05
     """Relative depth slack when deciding whether a projected point is visible in another view."""
-    mask_fusion_band: Tuple[float, float] = (0.2, 0.8)
-    """Final masks: the mask field's rendered probability decides outside this band (object above, background
-    below), the view's initial mask inside it, where the field is unsure (mostly along the object's outline). Equal
-    bounds use the field alone, thresholded at ``model.mask_threshold``. Views dropped by the agreement check use
-    the field alone. The probabilities are written to RUN/mask_probability.npy."""
+    mask_keep_initial_iou: float = 0.9
+    """Final masks: a view whose initial mask agrees with the mask field's render (IoU at least this) keeps it (the
+    field confirms it, and it follows the image's edges more sharply than the render); a view that disagrees takes
+    the field's mask, which all views shaped. Above 1, every view takes the field's mask. The field's probabilities
+    are written to RUN/mask_probability.npy."""
     mask_outlier_iou: float = 0.5
     """Halfway through the mask steps, views whose initial mask has IoU below this with the mask field's render
     stop contributing to the mask loss (clicked views are always kept; 0 disables the check)."""
@@ -598,25 +598,25 @@ class SpinPipeline(VanillaPipeline):
         self._note_reuse(MASK_DIR, len(masks))
         threshold = self.spin_model.config.mask_threshold
         initial = getattr(self, "_initial", None)
-        low, high = self.config.mask_fusion_band
-        if initial is not None and low < high and len(masks) < len(cams):
-            # The field's probability decides where it is confident, the initial mask in its uncertain band.
+        keep_iou = self.config.mask_keep_initial_iou
+        if initial is not None and keep_iou <= 1.0 and len(masks) < len(cams):
             outliers = set(getattr(self, "_mask_outliers", []))
-            probability = []
-            masks = {}
+            probability, kept, masks = [], [], {}
             for i in track(range(len(cams)), description="Rendering object masks", transient=True):
                 out = render_views(self.model, cams, indices=[i], keys=("object_mask",), progress=False)
                 probability.append(out["object_mask"][0][..., 0])
-                alone = probability[-1] > threshold
-                masks[i] = alone if i in outliers else fuse_masks(probability[-1], initial[i], low, high)
+                masks[i], keep = choose_final_mask(probability[-1] > threshold, initial[i], keep_iou)
+                if keep and i not in outliers:
+                    kept.append(i)
+                else:
+                    masks[i] = probability[-1] > threshold
                 out_dir.put(i, masks[i])
             out_dir.finish()
             if self.run_dir is not None:
                 np.save(self.run_dir / PROBABILITY_FILE, np.stack(probability).astype(np.float16))
-            band = float(np.mean([((p >= low) & (p <= high)).mean() for p in probability]))
             CONSOLE.print(
-                f"spin-nerfstudio: final masks: the mask field where its probability is outside [{low:g}, {high:g}], "
-                f"the initial masks inside ({band:.1%} of the pixels)",
+                f"spin-nerfstudio: final masks: {len(kept)} of {len(cams)} views keep their initial mask (IoU with the "
+                f"mask field >= {keep_iou:g}); the others take the mask field's",
                 soft_wrap=True,
             )
             return [masks[i] for i in range(len(cams))]

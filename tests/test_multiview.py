@@ -18,7 +18,7 @@ from spin_nerfstudio.segmentation.multiview import (
     agreement_outliers,
     border_spans,
     check_object_mask,
-    fuse_masks,
+    choose_final_mask,
     propagate_prompts,
 )
 from spin_nerfstudio.segmentation.propagate import PinholeView
@@ -208,30 +208,28 @@ def test_segbench_clicks_and_table(varied: Scene, tmp_path):
     assert all(mask[y, x] for x, y in clicks["positive"])
     row = {
         "seed": 2, "shape": "box", "colours": "cool", "scale": 1.1, "clicks": 3, "partial_views": 2,
-        "initial_iou": 0.8, "field_iou": 0.9, "initial_acc": 0.99, "field_acc": 0.995,
+        "initial_iou": 0.8, "field_iou": 0.9, "render_iou": 0.85, "initial_acc": 0.99, "field_acc": 0.995,
         "partial_initial_iou": 0.7, "partial_field_iou": 0.85, "ignored_views": ["003.png"], "seconds": 12.0,
     }  # fmt: skip
-    table = format_table([row, dict(row, seed=3, initial_iou=0.6, field_iou=0.94)], "title")
+    table = format_table([row, dict(row, seed=3, initial_iou=0.6, field_iou=0.94, render_iou=0.87)], "title")
     lines = table.splitlines()
     assert lines[0] == "title" and "2: 0.700/0.850" in lines[3]
     mean = next(line for line in lines if line.startswith("mean "))
-    assert mean.split("|")[1].split() == ["0.700", "0.920"]
+    assert mean.split("|")[1].split() == ["0.700", "0.920", "0.860"]
+    assert "-" in format_table([dict(row, render_iou=None)], "t").splitlines()[3].split("|")[1].split()
 
 
-def test_fused_mask_keeps_the_field_where_sure_and_the_initial_mask_at_the_outline():
-    import cv2
-
-    truth = np.zeros((40, 50), np.uint8)
-    cv2.circle(truth, (25, 20), 10, 1, -1)
-    truth = truth > 0
-    initial = truth.copy()
-    initial[8:17] = False  # the view's own mask missed the top of the object
-    # the field: sure inside the object (top included), soft and biased low along the outline
-    probability = 0.9 * cv2.GaussianBlur(truth.astype(np.float32), (9, 9), 2.5)
-    fused = fuse_masks(probability, initial, 0.2, 0.8)
-    iou = lambda m: (m & truth).sum() / (m | truth).sum()  # noqa: E731
-    assert iou(fused) > iou(initial) + 0.05  # the sure part of the missed top comes back
-    sure, unsure = probability > 0.8, (probability >= 0.2) & (probability <= 0.8)
-    assert fused[sure].all() and not fused[probability < 0.2].any()
-    assert np.array_equal(fused[unsure], initial[unsure])
-    assert np.array_equal(fuse_masks(probability, initial, 0.5, 0.5), probability > 0.5)  # field alone
+def test_final_mask_is_the_initial_one_where_the_field_confirms_it():
+    truth = np.zeros((40, 50), bool)
+    truth[10:30, 15:35] = True
+    field = truth.copy()
+    field[10, 15:35] = False  # soft outline: the render loses a row
+    mask, kept = choose_final_mask(field, truth, 0.9)
+    assert kept and np.array_equal(mask, truth)
+    missed = truth.copy()
+    missed[10:18] = False  # this view's own mask missed the top of the object
+    mask, kept = choose_final_mask(field, missed, 0.9)
+    assert not kept and np.array_equal(mask, field)
+    assert choose_final_mask(field, truth, 1.01)[1] is False  # above 1: always the field
+    empty = np.zeros_like(truth)
+    assert choose_final_mask(empty, empty, 0.9)[1] is True  # both empty: nothing to correct

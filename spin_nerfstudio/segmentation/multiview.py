@@ -18,7 +18,7 @@ and compares them with the initial masks; views whose IoU is below a threshold a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -216,20 +216,16 @@ def agreement_outliers(
     return sorted(bad[: len(ious) // 2])
 
 
-def fuse_masks(
-    probability: Float[np.ndarray, "H W"],
-    initial: Bool[np.ndarray, "H W"],
-    low: float = 0.2,
-    high: float = 0.8,
-) -> Bool[np.ndarray, "H W"]:
-    """A view's final mask: the mask field where it is confident, the initial mask where it is not.
+def choose_final_mask(
+    field_mask: Bool[np.ndarray, "H W"], initial: Bool[np.ndarray, "H W"], keep_iou: float = 0.9
+) -> Tuple[Bool[np.ndarray, "H W"], bool]:
+    """A view's final mask: its initial mask where the mask field confirms it, else the field's; and which it was.
 
-    The field (one object for all views) is right about which parts of the image belong to the object, including
-    parts a view's own initial mask missed, but its render is soft along the object's outline, where the field's
-    geometry is blurred. The initial mask was snapped to the image's colour edges there. So pixels above ``high``
-    are object, below ``low`` background, and in between the initial mask decides. ``low == high`` is the field
-    thresholded alone.
+    The field is one object shaped by every view's initial mask, so it corrects a view whose own mask went wrong
+    (a missed face, a leak into the background). Where it agrees with the view's mask (IoU >= ``keep_iou``), that
+    mask is kept: it was snapped to the image's edges, while the field's render is soft along the object's outline.
     """
-    if low >= high:
-        return probability > high
-    return (probability > high) | ((probability >= low) & initial)
+    union = np.logical_or(field_mask, initial).sum()
+    iou = 1.0 if union == 0 else float(np.logical_and(field_mask, initial).sum() / union)
+    keep = iou >= keep_iou
+    return (initial.copy() if keep else field_mask.copy()), keep
