@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from nerfstudio.configs.base_config import ViewerConfig
+import torch
+from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.plugins.types import MethodSpecification
@@ -26,6 +27,12 @@ def _optimizers(lr: float, max_steps: int) -> dict:
     return {"proposal_networks": group(), "fields": group()}
 
 
+def default_machine() -> MachineConfig:
+    """CUDA when torch sees a GPU, else the CPU (nerfstudio's own default is CUDA, which fails without one);
+    ``--machine.device-type`` overrides it."""
+    return MachineConfig(device_type="cuda" if torch.cuda.is_available() else "cpu")
+
+
 def spin_inpaint_config() -> SpinTrainerConfig:
     """SPIn-NeRF's schedule: 2000 reconstruction + 500 mask + 10000 inpainted-fit steps at 4096 rays."""
     steps = 12500
@@ -33,6 +40,7 @@ def spin_inpaint_config() -> SpinTrainerConfig:
 
     return SpinTrainerConfig(
         method_name="spin-inpaint",
+        machine=default_machine(),
         steps_per_eval_batch=500,
         steps_per_eval_image=2000,
         steps_per_eval_all_images=1_000_000,
@@ -62,6 +70,7 @@ def spin_inpaint_small_config() -> SpinTrainerConfig:
 
     return SpinTrainerConfig(
         method_name="spin-inpaint-small",
+        machine=default_machine(),
         steps_per_eval_batch=1_000_000,
         steps_per_eval_image=1_000_000,
         steps_per_eval_all_images=1_000_000,

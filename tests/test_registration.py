@@ -30,6 +30,18 @@ def test_small_variant_suits_a_cpu():
     assert cfg.pipeline.datamanager.dataparser.eval_mode == "all"
 
 
+def test_methods_train_on_the_cpu_when_torch_sees_no_gpu(monkeypatch):
+    import torch
+
+    from spin_nerfstudio import spin_config
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert spin_config.spin_inpaint_small_config().machine.device_type == "cpu"
+    assert spin_config.spin_inpaint_config().machine.device_type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert spin_config.spin_inpaint_small_config().machine.device_type == "cuda"
+
+
 def test_ns_train_help_lists_both_methods(tmp_path):
     proc = run_cli(["ns-train", "--help"], cwd=tmp_path, timeout=120)
     assert proc.returncode == 0
