@@ -158,7 +158,7 @@ def _fmt(value: Optional[float], digits: int = 2) -> str:
 def figures_table(figures: Dict[str, object]) -> str:
     """The printed tables (markdown) of a ``figures.json`` dictionary."""
     seeds: List[Dict[str, object]] = figures["seeds"]  # type: ignore[assignment]
-    head = " | ".join(f"seed {s['seed']}" for s in seeds)
+    head = "seeds " + " / ".join(str(s["seed"]) for s in seeds)  # one cell: the per-seed values are joined by /
     lines = [
         f"Generated scenes: {figures['scene']}; schedule {figures['iterations']}; device {figures['device']}; "
         f"removal masks from {'the ground truth' if figures.get('masks') == 'truth' else 'the click'}.",
@@ -199,7 +199,7 @@ def figures_table(figures: Dict[str, object]) -> str:
         )
     lines += ["", "Seen elsewhere (removal-mask pixels whose background another view observed):", ""]
     lines += [
-        f"| quantity | mean | {head} |",
+        "| quantity | mean | " + " | ".join(f"seed {s['seed']}" for s in seeds) + " |",
         "|---|---|" + "---|" * len(seeds),
     ]
     for key, label, digits in (
