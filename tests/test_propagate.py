@@ -227,3 +227,30 @@ def test_dilate_noop() -> None:
     for kernel, iterations in ((5, 0), (1, 3)):
         out = dilate(mask, kernel, iterations)
         assert out.dtype == bool and out.sum() == 1 and out[2, 2]
+
+
+def test_negative_click_makes_its_whole_surface_background():
+    import cv2
+
+    from spin_nerfstudio.segmentation.grabcut import GrabCutSegmenter, depth_connected_region
+
+    h, w = 60, 80
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    depth = np.full((h, w), 6.0, np.float32)  # a far wall
+    table = yy >= 30
+    depth[table] = 2.0 + (h - yy[table]) * 0.02  # a table top receding from the camera, touching the box at row 30
+    box = (yy >= 12) & (yy < 31) & (xx >= 34) & (xx < 46)
+    depth[box] = 2.6
+    seg = GrabCutSegmenter()
+    pos, neg = np.array([[40.0, 20.0]]), np.array([[40.0, 55.0]])
+    alone = seg.seed_labels((h, w), pos, np.zeros((0, 2)), depth)
+    both = seg.seed_labels((h, w), pos, neg, depth)
+    fg = (cv2.GC_FGD, cv2.GC_PR_FGD)
+    reached = np.isin(alone, fg)  # the box and the strip of table at its depth
+    inner = (yy >= 13) & (yy < 31) & (xx >= 35) & (xx < 46)  # the box less its outline (a depth edge)
+    assert reached[inner].all() and (reached & table).any()
+    assert np.isin(both[inner], fg).all()  # the object is untouched
+    assert np.isin(both[reached & table], fg).all()  # where both surfaces reach, GrabCut decides
+    far_table = depth_connected_region(depth, neg, seg.depth_band, seg.depth_edge) & ~reached
+    assert far_table.sum() > 0.5 * (table & ~reached).sum()
+    assert (both[far_table] == cv2.GC_BGD).all() and not (alone[far_table] == cv2.GC_BGD).all()

@@ -1,13 +1,14 @@
 """Offline segmenter: OpenCV GrabCut seeded from the clicks and bounded by the reconstruction's depth.
 
 No learned weights. In the clicked view, the region that is depth-connected to the click (no depth edge, depth
-within a band around the click's) gives GrabCut its box; the clicks are sure foreground/background seeds. In the
+within a band around the click's) gives GrabCut its box; the clicks are sure foreground/background seeds, and the
+surface depth-connected to a negative click is sure background (a click on the table removes the table). In the
 other views, a mask projected from the clicked view is snapped to the object's colour edges.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -95,7 +96,23 @@ class GrabCutSegmenter(Segmenter):
         depth: Optional[Float[np.ndarray, "H W"]] = None,
     ) -> Bool[np.ndarray, "H W"]:
         """Mask of the object under the positive clicks."""
-        h, w = image.shape[:2]
+        labels = self.seed_labels(image.shape[:2], positive, negative, depth)
+        mask = _grabcut(image, labels, self.iterations)
+        if mask is None:
+            mask = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD))
+        return largest_component_under(mask, positive)
+
+    def seed_labels(
+        self,
+        shape: Tuple[int, int],
+        positive: Float[np.ndarray, "P 2"],
+        negative: Float[np.ndarray, "Q 2"],
+        depth: Optional[Float[np.ndarray, "H W"]] = None,
+    ) -> UInt8[np.ndarray, "H W"]:
+        """GrabCut's starting labels (``cv2.GC_*``) in the clicked view: clicks are sure seeds; with depth, the surface
+        depth-connected to the positive clicks is probable foreground inside a box around it, and the surface
+        depth-connected to a negative click is sure background where the positive surface does not reach."""
+        h, w = shape
         radius = max(1, int(round(0.015 * min(h, w))))
         labels = np.full((h, w), cv2.GC_BGD, np.uint8)
         if depth is not None:
@@ -106,16 +123,18 @@ class GrabCutSegmenter(Segmenter):
             x0, x1 = max(0, xs.min() - pad), min(w, xs.max() + pad + 1)
             labels[y0:y1, x0:x1] = cv2.GC_PR_BGD
             labels[region] = cv2.GC_PR_FGD
+            if len(negative):
+                # A negative click marks a whole surface, not a dot: what is depth-connected to it (the table an
+                # object stands on) is background, except where the positive region reaches it too (GrabCut decides).
+                refused = depth_connected_region(depth, negative, self.depth_band, self.depth_edge)
+                labels[refused & ~region] = cv2.GC_BGD
         else:
             labels[1:-1, 1:-1] = cv2.GC_PR_BGD
         for p in negative:
             labels[_disk((h, w), p, radius)] = cv2.GC_BGD
         for p in positive:
             labels[_disk((h, w), p, radius)] = cv2.GC_FGD
-        mask = _grabcut(image, labels, self.iterations)
-        if mask is None:
-            mask = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD))
-        return largest_component_under(mask, positive)
+        return labels
 
     def refine(
         self,
