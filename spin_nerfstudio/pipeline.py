@@ -213,6 +213,8 @@ class SpinPipeline(VanillaPipeline):
         self.stage_times: Dict[str, float] = {}
         self._segmenter_plan: Optional[tuple] = None
         self._agreement_checked = False
+        self._mask_outliers: List[int] = []  # views the agreement check dropped from the mask loss
+        self._last_step: Optional[int] = None  # the run's last step (set with the training callbacks)
         self._fit_start: Optional[float] = None
         self.lineage: Optional[Dict[str, Dict]] = {}
         """Stage boundaries this training state descends from: name -> {"token", "step"} (None: unknown, an old
@@ -302,10 +304,9 @@ class SpinPipeline(VanillaPipeline):
 
     def _maybe_write_result_sheet(self, step: int) -> None:
         """At the last step of a run that fitted the inpainted scene, write RUN/before_after.png."""
-        start = getattr(self, "_stage_start_step", None)
-        if step != getattr(self, "_last_step", -1) or self.spin_model.stage != Stage.INPAINT or self.run_dir is None:
+        if step != self._last_step or self.spin_model.stage != Stage.INPAINT or self.run_dir is None:
             return
-        if start is None or step <= start:
+        if step <= self._stage_start_step:
             return  # the inpainted fit has not trained yet (e.g. a run that stops after the masks)
         self._run_timed("result_sheet", lambda: self._write_result_sheet(step))
 
@@ -315,8 +316,9 @@ class SpinPipeline(VanillaPipeline):
         assert self.run_dir is not None
         names = self.datamanager.image_names
         images = self.datamanager.images_uint8()
-        folders = [load_views(self.run_dir / d, names) for d in (RENDERS_BEFORE_DIR, REMOVAL_MASK_DIR, INPAINTED_DIR)]
-        before, removal, inpainted = folders
+        before, removal, inpainted = (
+            load_views(self.run_dir / d, names) for d in (RENDERS_BEFORE_DIR, REMOVAL_MASK_DIR, INPAINTED_DIR)
+        )
         if removal is None or inpainted is None:
             return
         chosen = pick_views(len(names), max(1, self.config.mask_sheet_views))
@@ -328,10 +330,9 @@ class SpinPipeline(VanillaPipeline):
              inpainted[k], after["rgb"][j]]
             for j, k in enumerate(chosen)
         ]  # fmt: skip
-        width = images[0].shape[1]
         sheet = contact_sheet(
             rows, ["input", "NeRF before", "removal mask", "2D inpainted", f"NeRF after (step {step})"],
-            [Path(names[k]).stem for k in chosen], scale=max(1, int(np.ceil(160 / width))),
+            [Path(names[k]).stem for k in chosen], scale=max(1, int(np.ceil(160 / images[0].shape[1]))),
             title=f"{len(chosen)} of {len(names)} views before and after removal",
         )  # fmt: skip
         path = save_sheet(sheet, self.run_dir / RESULT_SHEET)
@@ -599,33 +600,28 @@ class SpinPipeline(VanillaPipeline):
         threshold = self.spin_model.config.mask_threshold
         initial = getattr(self, "_initial", None)
         keep_iou = self.config.mask_keep_initial_iou
-        if initial is not None and keep_iou <= 1.0 and len(masks) < len(cams):
-            outliers = set(getattr(self, "_mask_outliers", []))
-            probability, kept, masks = [], [], {}
-            for i in track(range(len(cams)), description="Rendering object masks", transient=True):
-                out = render_views(self.model, cams, indices=[i], keys=("object_mask",), progress=False)
-                probability.append(out["object_mask"][0][..., 0])
-                masks[i], keep = choose_final_mask(probability[-1] > threshold, initial[i], keep_iou)
-                if keep and i not in outliers:
-                    kept.append(i)
-                else:
-                    masks[i] = probability[-1] > threshold
-                out_dir.put(i, masks[i])
-            out_dir.finish()
+        choose = initial is not None and keep_iou <= 1.0
+        if choose and len(masks) < len(cams):
+            masks = {}  # every view is rendered again, so RUN/mask_probability.npy holds them all
+        todo = [i for i in range(len(cams)) if i not in masks]
+        probability, kept = [], 0
+        for i in track(todo, description="Rendering object masks", transient=True):
+            out = render_views(self.model, cams, indices=[i], keys=("object_mask",), progress=False)
+            probability.append(out["object_mask"][0][..., 0])
+            masks[i] = probability[-1] > threshold
+            if choose and i not in self._mask_outliers:
+                masks[i], keep = choose_final_mask(masks[i], initial[i], keep_iou)
+                kept += keep
+            out_dir.put(i, masks[i])
+        out_dir.finish()
+        if choose and todo:
             if self.run_dir is not None:
                 np.save(self.run_dir / PROBABILITY_FILE, np.stack(probability).astype(np.float16))
             CONSOLE.print(
-                f"spin-nerfstudio: final masks: {len(kept)} of {len(cams)} views keep their initial mask (IoU with the "
+                f"spin-nerfstudio: final masks: {kept} of {len(cams)} views keep their initial mask (IoU with the "
                 f"mask field >= {keep_iou:g}); the others take the mask field's",
                 soft_wrap=True,
             )
-            return [masks[i] for i in range(len(cams))]
-        todo = [i for i in range(len(cams)) if i not in masks]
-        for i in track(todo, description="Rendering object masks", transient=True):
-            out = render_views(self.model, cams, indices=[i], keys=("object_mask",), progress=False)
-            masks[i] = out["object_mask"][0][..., 0] > threshold
-            out_dir.put(i, masks[i])
-        out_dir.finish()
         return [masks[i] for i in range(len(cams))]
 
     def dilate_iterations(self, width: int) -> int:

@@ -225,7 +225,5 @@ def choose_final_mask(
     (a missed face, a leak into the background). Where it agrees with the view's mask (IoU >= ``keep_iou``), that
     mask is kept: it was snapped to the image's edges, while the field's render is soft along the object's outline.
     """
-    union = np.logical_or(field_mask, initial).sum()
-    iou = 1.0 if union == 0 else float(np.logical_and(field_mask, initial).sum() / union)
-    keep = iou >= keep_iou
+    keep = agreement_ious([field_mask], [initial])[0] >= keep_iou
     return (initial.copy() if keep else field_mask.copy()), keep
