@@ -16,7 +16,7 @@ from typing import Optional
 
 from nerfstudio.engine.trainer import TrainerConfig
 
-from spin_nerfstudio.data.limits import check_dataset, coincident_message
+from spin_nerfstudio.data.limits import check_parser_outputs, coincident_message
 from spin_nerfstudio.data.masks import load_mask_dir
 from spin_nerfstudio.prompts import SpinInputError, load_prompts, match_to_dataset
 
@@ -127,16 +127,7 @@ def check_run_inputs(config: TrainerConfig) -> None:
     except (ValueError, KeyError, AssertionError, json.JSONDecodeError, IndexError) as err:
         text = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise SpinInputError(f"{data}: cannot read the dataset ({type(err).__name__}: {text})") from None
-    cams = outputs.cameras
-    camera_sizes = [(int(w), int(h)) for w, h in zip(cams.width.view(-1).tolist(), cams.height.view(-1).tolist())]
-    report = check_dataset(
-        paths=[Path(p) for p in outputs.image_filenames],
-        camera_sizes=camera_sizes,
-        origins=cams.camera_to_worlds[:, :3, 3].cpu().numpy(),
-        data=data,
-        min_views=dm.min_views,
-        max_image_side=dm.max_image_side,
-    )
+    report = check_parser_outputs(outputs, data, dm.min_views, dm.max_image_side)
     names = [Path(p).name for p in outputs.image_filenames]
     if prompts is not None:
         match_to_dataset(prompts, names, report.sizes)

@@ -23,7 +23,7 @@ from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
-from spin_nerfstudio.data.limits import check_dataset, coincident_message
+from spin_nerfstudio.data.limits import check_parser_outputs, coincident_message
 from spin_nerfstudio.prompts import SpinInputError
 
 
@@ -57,15 +57,11 @@ class SpinDataManager(VanillaDataManager[InputDataset]):
     def create_train_dataset(self) -> InputDataset:
         """Check the parsed dataset, then build the training dataset (downscaled when too large)."""
         outputs = self.train_dataparser_outputs
-        cams = outputs.cameras
-        camera_sizes = [(int(w), int(h)) for w, h in zip(cams.width.view(-1).tolist(), cams.height.view(-1).tolist())]
-        report = check_dataset(
-            paths=[Path(p) for p in outputs.image_filenames],
-            camera_sizes=camera_sizes,
-            origins=cams.camera_to_worlds[:, :3, 3].cpu().numpy(),
-            data=Path(self.config.data or self.config.dataparser.data),
-            min_views=self.config.min_views,
-            max_image_side=self.config.max_image_side,
+        report = check_parser_outputs(
+            outputs,
+            Path(self.config.data or self.config.dataparser.data),
+            self.config.min_views,
+            self.config.max_image_side,
             require_files=self.test_mode != "inference",
         )
         self.image_scale = report.scale

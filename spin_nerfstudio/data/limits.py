@@ -163,3 +163,20 @@ def check_dataset(
             f"{gib(full)} of memory ({gib(small)} now); clicks and masks are scaled to match"
         )
     return report
+
+
+def check_parser_outputs(
+    outputs, data: Path, min_views: int, max_image_side: int, require_files: bool = True
+) -> DatasetReport:
+    """:func:`check_dataset` on a nerfstudio ``DataparserOutputs``: its image files, camera sizes and origins."""
+    cams = outputs.cameras
+    camera_sizes = [(int(w), int(h)) for w, h in zip(cams.width.view(-1).tolist(), cams.height.view(-1).tolist())]
+    return check_dataset(
+        paths=[Path(p) for p in outputs.image_filenames],
+        camera_sizes=camera_sizes,
+        origins=cams.camera_to_worlds[:, :3, 3].cpu().numpy(),
+        data=data,
+        min_views=min_views,
+        max_image_side=max_image_side,
+        require_files=require_files,
+    )

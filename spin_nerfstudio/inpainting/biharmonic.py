@@ -16,7 +16,7 @@ It needs no learned weights. It is no texture synthesiser: a large hole in a bus
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -40,12 +40,21 @@ def graph_laplacian(height: int, width: int) -> sp.csr_matrix:
     return (sp.diags(np.asarray(adj.sum(axis=1)).ravel()) - adj).tocsr()
 
 
-def _hole_groups(mask: np.ndarray) -> list:
-    """Label holes so that two holes closer than the stencil's reach share one system."""
-    size = 2 * _REACH + 1
+def _hole_crops(mask: np.ndarray, reach: int) -> Iterator[Tuple[np.ndarray, int, int, int, int]]:
+    """Each group of holes (holes closer than a stencil's ``reach`` share one) with its crop ``y0, y1, x0, x1``:
+    the group's bounding box grown by ``reach`` pixels, within the image."""
+    h, w = mask.shape
+    size = 2 * reach + 1
     grown = cv2.dilate(mask.astype(np.uint8), np.ones((size, size), np.uint8))
     count, labels = cv2.connectedComponents(grown, connectivity=8)
-    return [(labels == k) & mask for k in range(1, count)]
+    for k in range(1, count):
+        group = (labels == k) & mask
+        ys, xs = np.nonzero(group)
+        yield (
+            group,
+            max(0, ys.min() - reach), min(h, ys.max() + reach + 1),
+            max(0, xs.min() - reach), min(w, xs.max() + reach + 1),
+        )  # fmt: skip
 
 
 def biharmonic_fill(
@@ -62,10 +71,7 @@ def biharmonic_fill(
     if mask.all():
         raise ValueError("the mask covers every pixel; there is nothing to inpaint from")
     h, w = mask.shape
-    for group in _hole_groups(mask):
-        ys, xs = np.nonzero(group)
-        y0, y1 = max(0, ys.min() - _REACH), min(h, ys.max() + _REACH + 1)
-        x0, x1 = max(0, xs.min() - _REACH), min(w, xs.max() + _REACH + 1)
+    for group, y0, y1, x0, x1 in _hole_crops(mask, _REACH):
         crop = out[y0:y1, x0:x1]
         hole = group[y0:y1, x0:x1]
         if hole.all():
@@ -84,13 +90,7 @@ def harmonic_fill(values: Float[np.ndarray, "H W C"], mask: Bool[np.ndarray, "H 
         return out
     if mask.all():
         raise ValueError("the mask covers every pixel; there is nothing to inpaint from")
-    h, w = mask.shape
-    count, labels = cv2.connectedComponents(cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)), 8)
-    for k in range(1, count):
-        group = (labels == k) & mask
-        ys, xs = np.nonzero(group)
-        y0, y1 = max(0, ys.min() - 1), min(h, ys.max() + 2)
-        x0, x1 = max(0, xs.min() - 1), min(w, xs.max() + 2)
+    for group, y0, y1, x0, x1 in _hole_crops(mask, 1):  # the 4-neighbour Laplacian reaches one pixel
         hole = group[y0:y1, x0:x1]
         if hole.all():
             raise ValueError("the mask covers every pixel; there is nothing to inpaint from")
