@@ -81,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     f.add_argument("--masks", default="truth", choices=["truth", "clicks"],
                    help="removal masks: the scene's ground truth (default) or segmented from its click")  # fmt: skip
+    f.add_argument("--repeats", type=int, default=2, help="fits per method and scene, averaged (default 2)")
     f.add_argument("--table-only", action="store_true", help="print the table of OUTPUT/figures.json again")
     return p
 
@@ -168,6 +169,8 @@ def _figures(args) -> None:
             raise SpinInputError(f"{path}: not found; run spin-nerf figures first")
         print(figures_table(json.loads(path.read_text())))
         return
+    if args.repeats < 1:
+        raise SpinInputError(f"--repeats: must be at least 1, got {args.repeats}")
     import torch
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -175,7 +178,7 @@ def _figures(args) -> None:
     if args.steps is not None:
         iterations = {"reconstruct": args.steps[0], "mask": args.steps[1], "total": args.steps[2]}
     spec = {"num_views": args.num_views, "width": args.width, "height": args.height}
-    print(figures_table(run_figures(args.output, args.seeds, spec, iterations, device, args.masks)))
+    print(figures_table(run_figures(args.output, args.seeds, spec, iterations, device, args.masks, args.repeats)))
 
 
 if __name__ == "__main__":

@@ -103,6 +103,12 @@ RECONSTRUCTED = "reconstructed"
 SEGMENTED = "segmented"
 
 
+def removal_dilate_iterations(fixed: Optional[int], width: int) -> int:
+    """Dilation iterations of the removal masks: ``fixed`` if given, else SPIn-NeRF's 5 at 1008 px scaled to
+    ``width`` (at least 1)."""
+    return int(fixed) if fixed is not None else max(1, int(round(5 * width / 1008)))
+
+
 def fail(message: str) -> None:
     """Stop the run with a one-line message (no traceback)."""
     CONSOLE.print(f"[bold red]spin-nerfstudio: {message}")
@@ -167,6 +173,10 @@ class SpinPipelineConfig(VanillaPipelineConfig):
     """Backbone weights file (torchvision format); None looks in torch's cache, else uses a random backbone."""
     lpips_loss_mult: float = 0.01
     """Weight of the mean LPIPS over patches (SPIn-NeRF: 0.01)."""
+    lpips_random_backbone: bool = False
+    """Apply the perceptual loss even when no ImageNet backbone weights are found. A random backbone is not a
+    perceptual measure (on the generated scenes it cost masked PSNR), so by default the loss is then skipped and
+    the log says so."""
     lpips_views_per_step: int = 4
     """Views that contribute one patch each per LPIPS step (SPIn-NeRF: 4)."""
     lpips_patch_size: int = 32
@@ -207,6 +217,7 @@ class SpinPipeline(VanillaPipeline):
         self.resume_dir: Optional[Path] = None
         self._optimizers = None
         self._perceptual = None
+        self._lpips_skipped: Optional[bool] = None
         self._stage_start_step = 0
         self._waiting_note = False
         self._restored = False
@@ -626,9 +637,7 @@ class SpinPipeline(VanillaPipeline):
 
     def dilate_iterations(self, width: int) -> int:
         """Dilation iterations for this image width."""
-        if self.config.dilate_iterations is not None:
-            return self.config.dilate_iterations
-        return max(1, int(round(5 * width / 1008)))
+        return removal_dilate_iterations(self.config.dilate_iterations, width)
 
     def _finish_masks(self, masks: List[np.ndarray], step: int, token: str) -> None:
         if not any(m.any() for m in masks):
@@ -796,6 +805,20 @@ class SpinPipeline(VanillaPipeline):
     def _lpips_due(self, step: int) -> bool:
         cfg = self.config
         if self.spin_model.stage != Stage.INPAINT or cfg.lpips_loss_mult <= 0 or cfg.lpips_views_per_step <= 0:
+            return False
+        if self._lpips_skipped is None:
+            from spin_nerfstudio.model.perceptual import BACKBONE_FILES, cached_backbone
+
+            self._lpips_skipped = cached_backbone(cfg.lpips_net, cfg.lpips_weights) is None and not (
+                cfg.lpips_random_backbone
+            )
+            if self._lpips_skipped:
+                CONSOLE.print(
+                    f"[yellow]spin-nerfstudio: perceptual loss skipped: no ImageNet backbone weights "
+                    f"({BACKBONE_FILES[cfg.lpips_net]}; give --pipeline.lpips-weights or put it in torch's cache, "
+                    "or --pipeline.lpips-random-backbone True to use a random one)"
+                )
+        if self._lpips_skipped:
             return False
         since = step - self._stage_start_step
         return since >= cfg.lpips_start_step and since % max(1, cfg.lpips_every) == 0

@@ -67,6 +67,7 @@ def check_pipeline_values(pipeline) -> None:
     ):
         _number(getattr(model, name), _flag(m, name), 0)
     _number(model.distortion_loss_mult, _flag(m, "distortion_loss_mult"), 0)
+    _number(model.depth_loss_tolerance, _flag(m, "depth_loss_tolerance"), 0, 10)
     _number(model.mask_threshold, _flag(m, "mask_threshold"), 1e-6, 1 - 1e-6)
     _number(model.near_plane, _flag(m, "near_plane"), 0)
     _number(model.far_plane, _flag(m, "far_plane"), 0)

@@ -61,7 +61,16 @@ def tiny_scene(tmp_path_factory) -> Path:
 def tiny_run(tiny_scene, tmp_path_factory) -> Path:
     """Run folder of a finished tiny removal run (trained through the real ns-train command)."""
     out = tmp_path_factory.mktemp("runs")
-    proc = run_cli(ns_train_args(tiny_scene, out, "--pipeline.prompt-file", tiny_scene / "prompts.json"), cwd=out)
+    # the random-backbone LPIPS is switched on so the perceptual patch path runs (by default it is skipped offline)
+    args = ns_train_args(
+        tiny_scene,
+        out,
+        "--pipeline.prompt-file",
+        tiny_scene / "prompts.json",
+        "--pipeline.lpips-random-backbone",
+        "True",
+    )
+    proc = run_cli(args, cwd=out)
     run_dir = out / "tiny" / "spin-inpaint-small" / "run"
     if proc.returncode != 0 or not (run_dir / "config.yml").is_file():
         pytest.fail(f"tiny ns-train run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

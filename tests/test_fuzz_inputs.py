@@ -144,6 +144,7 @@ CONFIG_FIELDS = {
     "pipeline.reference_image": st.none() | st.sampled_from(NAMES + ["nope.png", "images/004.png"]),
     "pipeline.model.mask_threshold": FLOATS,
     "pipeline.model.depth_loss_mult": FLOATS,
+    "pipeline.model.depth_loss_tolerance": FLOATS,
     "pipeline.model.far_plane": FLOATS | st.just(1000.0),
     "pipeline.datamanager.max_image_side": st.integers(0, 5000) | st.just(32),
     "pipeline.datamanager.min_views": st.integers(0, 20),

@@ -137,3 +137,36 @@ def test_missing_weights_path(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError) as info:
         build_perceptual("alex", weights=missing)
     assert str(missing) in str(info.value) and "LPIPS backbone weights not found" in str(info.value)
+
+
+def _pipeline_stub(**config):
+    """The attributes SpinPipeline._lpips_due reads, in the inpainting stage 500 steps in."""
+    from types import SimpleNamespace
+
+    from spin_nerfstudio.model.spin_model import Stage
+    from spin_nerfstudio.pipeline import SpinPipelineConfig
+
+    cfg = SpinPipelineConfig(lpips_start_step=0, **config)
+    return SimpleNamespace(
+        config=cfg, spin_model=SimpleNamespace(stage=Stage.INPAINT), _stage_start_step=0, _lpips_skipped=None
+    )
+
+
+@pytest.mark.parametrize("allow_random", [False, True])
+def test_lpips_is_skipped_without_backbone_weights_unless_asked(empty_hub, capsys, allow_random: bool) -> None:
+    from spin_nerfstudio.pipeline import SpinPipeline
+
+    stub = _pipeline_stub(lpips_random_backbone=allow_random)
+    assert SpinPipeline._lpips_due(stub, 500) is allow_random  # type: ignore[arg-type]
+    out = " ".join(capsys.readouterr().out.split())
+    assert (
+        "perceptual loss skipped: no ImageNet backbone weights (alexnet-owt-7be5be79.pth" in out
+    ) is not allow_random
+
+
+def test_lpips_runs_with_a_backbone_file(empty_hub, tmp_path: Path) -> None:
+    from spin_nerfstudio.pipeline import SpinPipeline
+
+    path = tmp_path / "alex.pth"
+    torch.save(torchvision.models.alexnet().state_dict(), path)
+    assert SpinPipeline._lpips_due(_pipeline_stub(lpips_weights=path), 500) is True  # type: ignore[arg-type]

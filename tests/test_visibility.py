@@ -177,9 +177,10 @@ def test_seen_pixels_are_supervised_like_observations(model) -> None:
     losses = model.get_loss_dict(outputs, batch, {})
     count = (4 + 2) * 3  # observed + seen pixels, 3 channels
     assert losses["rgb_loss"].item() == pytest.approx(4 * 3 * 0.1**2 / count)
-    assert losses["seen_loss"].item() == pytest.approx(2 * 3 * 0.2**2 / count)
+    cfg = model.config
+    assert losses["seen_loss"].item() == pytest.approx(cfg.seen_loss_mult * 2 * 3 * 0.2**2 / count)
     # the reference colour loss covers only the masked pixels nobody saw (2 of them)
-    assert losses["reference_loss"].item() == pytest.approx(0.5**2)
+    assert losses["reference_loss"].item() == pytest.approx(cfg.reference_loss_mult * 0.5**2)
     # default routing: seen loss reaches colour and geometry ("rgb"), reference loss colour only
     losses["seen_loss"].backward(retain_graph=True)
     assert outputs["rgb"].grad is not None and outputs["rgb"].grad[4:6].abs().sum() > 0
@@ -188,6 +189,35 @@ def test_seen_pixels_are_supervised_like_observations(model) -> None:
     losses["reference_loss"].backward()
     assert outputs["rgb_colour_only"].grad is not None and outputs["rgb_colour_only"].grad[6:].abs().sum() > 0
     assert outputs["rgb_colour_only"].grad[:6].abs().sum() == 0
+
+
+@pytest.mark.parametrize("space", ["distance", "disparity"])
+def test_depth_loss_counts_only_the_gap_beyond_the_tolerance(model, space: str) -> None:
+    from spin_nerfstudio.model import spin_model as S
+
+    old = (model.config.depth_loss_tolerance, model.config.depth_loss_space, model.config.depth_loss_mult)
+    try:
+        model.config.depth_loss_space, model.config.depth_loss_mult = space, 1.0
+        target = torch.full((4, 1), 2.0)
+        # rendered depths: within 10% of the target (two pixels), then 50% and 100% beyond it
+        depth = torch.tensor([2.0, 2.1, 3.0, 4.0])[:, None]
+        outputs = {k: torch.zeros(4, 3) for k in S.RGB_FOR_UPDATES.values()}
+        outputs["depth"] = depth
+        batch = {
+            "image": torch.zeros(4, 3), S.REMOVAL_MASK: torch.ones(4, 1), S.INPAINTED_DEPTH: target,
+            S.INPAINTED_RGB: torch.zeros(4, 3), S.REFERENCE_VIEW: torch.zeros(4, 1),
+        }  # fmt: skip
+        a, b = (depth, target) if space == "distance" else (1 / depth, 1 / target)
+        model.config.depth_loss_tolerance = 0.0
+        plain = model.get_loss_dict(outputs, batch, {})["depth_loss"].item()
+        assert plain == pytest.approx(((a - b) ** 2).mean().item(), rel=1e-5)
+        model.config.depth_loss_tolerance = 0.1
+        slack = model.get_loss_dict(outputs, batch, {})["depth_loss"].item()
+        excess = torch.relu((a - b).abs() - 0.1 * b)
+        assert excess[:2].sum() == 0 and excess[2:].min() > 0  # the 5% gap is free, the large ones still count
+        assert slack == pytest.approx((excess**2).mean().item(), rel=1e-5) and 0 < slack < plain
+    finally:
+        model.config.depth_loss_tolerance, model.config.depth_loss_space, model.config.depth_loss_mult = old
 
 
 def test_update_routing_is_configurable(model) -> None:

@@ -158,6 +158,21 @@ def _perceptual():
         return None
 
 
+def inpainted_2d_scores(
+    run_dir: Path, names: List[str], gts: List[np.ndarray], masks: Optional[List[np.ndarray]]
+) -> Dict[str, object]:
+    """Scores of the run's ``inpainted/`` images (each view inpainted in 2D on its own) against ground truth."""
+    from spin_nerfstudio.pipeline import INPAINTED_DIR
+    from spin_nerfstudio.stage_io import load_views
+
+    inpainted = load_views(Path(run_dir) / INPAINTED_DIR, names)
+    if inpainted is None:
+        raise SpinInputError(f"{run_dir / INPAINTED_DIR}: the run has no 2D inpainting (did it reach that stage?)")
+    flat = score_views([np.asarray(v, np.float32) / 255.0 for v in inpainted], gts, masks, _perceptual())
+    flat["what"] = f"the run's {INPAINTED_DIR}/ images (each view inpainted in 2D on its own)"
+    return flat
+
+
 def add_baselines(
     result: Dict[str, object],
     run_config: Path,
@@ -169,16 +184,9 @@ def add_baselines(
 ) -> None:
     """Score both baselines and add ``baselines`` and a ``comparison`` table (ours first) to ``result``."""
     from spin_nerfstudio.evaluation.evaluate import evaluate_pipeline
-    from spin_nerfstudio.pipeline import INPAINTED_DIR
-    from spin_nerfstudio.stage_io import load_views
 
     run_dir = Path(run_config).parent
-    inpainted = load_views(run_dir / INPAINTED_DIR, names)
-    if inpainted is None:
-        raise SpinInputError(f"{run_dir / INPAINTED_DIR}: the run has no 2D inpainting (did it reach that stage?)")
-    perceptual = _perceptual()
-    flat = score_views([np.asarray(v, np.float32) / 255.0 for v in inpainted], gts, eval_masks, perceptual)
-    flat["what"] = f"the run's {INPAINTED_DIR}/ images (each view inpainted in 2D on its own)"
+    flat = inpainted_2d_scores(run_dir, names, gts, eval_masks)
 
     config = variant_config(run_config, run_dir / BASELINE_DIR, "masked_nerf", masked_nerf)
     pipeline, base, step = train_variant(config)

@@ -1,0 +1,53 @@
+"""The figures table: per-method means over seeds, the run-to-run spread of repeated fits, and the gains."""
+
+from __future__ import annotations
+
+from spin_nerfstudio.evaluation.figures import figures_table
+
+
+def _row(method: str, fits) -> dict:
+    keys = ("masked_psnr", "masked_ssim")
+    row = {"method": method, **{k: sum(f[k] for f in fits) / len(fits) for k in keys}, "masked_lpips": None}
+    row["fits"] = [dict(f, masked_lpips=None) for f in fits]
+    return row
+
+
+def _seed(seed: int, ours, plain, masked, flat: float) -> dict:
+    return {
+        "seed": seed,
+        "mask_iou": 1.0,
+        "seconds": 120.0,
+        "methods": {
+            "ours": _row("ours", [{"masked_psnr": v, "masked_ssim": 0.9} for v in ours]),
+            "plain_targets": _row("plain_targets", [{"masked_psnr": v, "masked_ssim": 0.8} for v in plain]),
+            "masked_nerf": _row("masked_nerf", [{"masked_psnr": v, "masked_ssim": 0.85} for v in masked]),
+            "inpainted_2d": {"method": "inpainted_2d", "masked_psnr": flat, "masked_ssim": 0.7, "masked_lpips": None},
+        },
+        "inpainters_2d": {"biharmonic": {"masked_psnr": 33.0, "masked_ssim": 0.9}},
+        "seen": {"seen_fraction": 0.25, "seen_colour_psnr": 40.0, "target_masked_psnr": 33.0},
+    }
+
+
+def test_table_means_spreads_and_gains() -> None:
+    figures = {
+        "scene": {"num_views": 24},
+        "iterations": {"total": 2400},
+        "device": "cpu",
+        "masks": "truth",
+        "repeats": 2,
+        "seeds": [
+            _seed(0, [36.0, 38.0], [34.0, 34.0], [35.0, 36.0], 32.0),
+            _seed(1, [34.0, 35.0], [33.0, 33.0], [34.0, 34.0], 31.0),
+        ],
+    }
+    table = figures_table(figures)
+    lines = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| ")}
+    # ours: seed means 37.0 and 34.5 -> 35.75; spread (2.0 + 1.0) / 2 = 1.50
+    assert lines["| ours (seen-elsewhere + 2D targets)"].endswith("| 35.75 | 0.900 | null | 37.00 / 34.50 | 1.50 |")
+    assert lines["| masked NeRF (never trained on masked pixels)"].endswith(
+        "| 34.75 | 0.850 | null | 35.50 / 34.00 | 0.50 |"
+    )
+    assert lines["| each view inpainted in 2D on its own"].endswith("| 31.50 | 0.700 | null | 32.00 / 31.00 | n/a |")
+    assert "ours - masked NeRF: 1.00 dB masked PSNR (per seed: 1.50 / 0.50)" in table
+    assert "ours - 2D inpainting: 4.25 dB masked PSNR (per seed: 5.00 / 3.50)" in table
+    assert "mean of 2 fits" in table
