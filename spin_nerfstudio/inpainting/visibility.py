@@ -10,7 +10,7 @@ other view, and accept that view as a witness where
   (so the point is the surface that view sees, not something hidden behind it).
 
 The pixel's "seen elsewhere" colour is the per-channel median of the witnesses' bilinearly sampled colours.
-Those pixels are then supervised with the observed colour like ordinary observations. The rest of the mask keeps the
+Those pixels are then supervised with the observed colour (``model.seen_loss_mult``). The rest of the mask keeps the
 2D inpainting, corrected towards what was seen: the differences between observed and 2D-inpainted colour at the
 seen pixels are spread over the unseen pixels by a membrane (Laplace) fill, which never overshoots (re-inpainting
 around scattered observed pixels with a thin-plate or learned inpainter can ring or hallucinate). Only the unseen
