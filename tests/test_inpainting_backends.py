@@ -272,3 +272,30 @@ def test_harmonic_fill_never_overshoots_scattered_values() -> None:
     yy, xx = np.mgrid[:40, :50].astype(np.float64)
     ramp = (0.1 + 0.01 * xx + 0.005 * yy)[..., None]
     assert np.abs(harmonic_fill(np.where(hole[..., None], 0.0, ramp), hole) - ramp).max() < 1e-9
+
+
+@pytest.mark.parametrize("make", [BiharmonicInpainter, TeleaInpainter, "lama"], ids=["biharmonic", "telea", "lama"])
+def test_every_backend_shares_the_interface_contract(make, lama_file: Path) -> None:
+    inpainter = LamaInpainter(lama_file) if make == "lama" else make()
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    depth = rng.uniform(1.0, 3.0, (16, 24)).astype(np.float32)
+    empty = np.zeros((16, 24), bool)
+    mask = empty.copy()
+    mask[5:10, 8:14] = True
+    # an empty mask gives an equal copy, never the input itself
+    for src, out in ((image, inpainter.inpaint_rgb(image, empty)), (depth, inpainter.inpaint_depth(depth, empty))):
+        assert out is not src and np.array_equal(out, src)
+    # unmasked pixels come back unchanged, masked depth is filled with finite positive values
+    rgb = inpainter.inpaint_rgb(image, mask)
+    assert rgb.dtype == np.uint8 and np.array_equal(rgb[~mask], image[~mask])
+    holed = np.where(mask, np.nan, depth).astype(np.float32)
+    filled = inpainter.inpaint_depth(holed, mask)
+    assert filled.dtype == np.float32 and np.array_equal(filled[~mask], depth[~mask])
+    assert np.isfinite(filled[mask]).all() and (filled[mask] > 0).all()
+    # known depth must be finite and positive: the same message from every backend
+    for bad, words in ((np.inf, "NaN or infinite"), (0.0, "zero or negative")):
+        broken = depth.copy()
+        broken[0, 0] = bad
+        with pytest.raises(ValueError, match=f"depth has {words} values outside the mask"):
+            inpainter.inpaint_depth(broken, mask)

@@ -16,7 +16,7 @@ It needs no learned weights. It is no texture synthesiser: a large hole in a bus
 
 from __future__ import annotations
 
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Tuple
 
 import cv2
 import numpy as np
@@ -218,40 +218,15 @@ class BiharmonicInpainter(Inpainter):
     def __init__(self, max_direct: int = 250_000) -> None:
         self.max_direct = max_direct
 
-    def inpaint_rgb(
-        self, image: UInt8[np.ndarray, "H W 3"], mask: Bool[np.ndarray, "H W"]
-    ) -> UInt8[np.ndarray, "H W 3"]:
-        """Fill the masked colour pixels."""
-        mask = np.asarray(mask, dtype=bool)
-        if not mask.any():
-            return image.copy()
+    def _fill_rgb(self, image: UInt8[np.ndarray, "H W 3"], mask: Bool[np.ndarray, "H W"]) -> UInt8[np.ndarray, "H W 3"]:
         filled = biharmonic_fill(image.astype(np.float64), mask, self.max_direct)
-        out = np.clip(np.round(filled), 0, 255).astype(np.uint8)
-        out[~mask] = image[~mask]
-        return out
+        return np.clip(np.round(filled), 0, 255).astype(np.uint8)
 
-    def inpaint_depth(self, depth: Float[np.ndarray, "H W"], mask: Bool[np.ndarray, "H W"]) -> Float[np.ndarray, "H W"]:
-        """Fill the masked depth pixels through inverse depth (exact for a planar surface); values inside the
-        mask may be anything, values outside must be finite and positive."""
-        mask = np.asarray(mask, dtype=bool)
-        depth = depth.astype(np.float32)
-        if not mask.any():
-            return depth.copy()
+    def _fill_depth(self, depth: Float[np.ndarray, "H W"], mask: Bool[np.ndarray, "H W"]) -> Float[np.ndarray, "H W"]:
+        """Through inverse depth: exact for a planar surface."""
         known = depth[~mask]
-        check_known_depth(known)
         disparity = np.where(mask, 0.0, 1.0 / np.where(mask, 1.0, depth.astype(np.float64)))
         filled = biharmonic_fill(disparity[..., None], mask, self.max_direct)[..., 0]
         # A fill may overshoot towards zero disparity; keep it within the range seen around the hole.
         filled = np.clip(filled, 1.0 / float(known.max()) * 0.5, 1.0 / float(known.min()) * 2.0)
-        out = (1.0 / filled).astype(np.float32)
-        out[~mask] = depth[~mask]
-        return out
-
-
-def check_known_depth(known: np.ndarray, what: Optional[str] = None) -> None:
-    """Raise ValueError unless the depth values outside the mask are finite and positive."""
-    label = what or "depth"
-    if not np.isfinite(known).all():
-        raise ValueError(f"{label} has NaN or infinite values outside the mask; cannot inpaint it")
-    if (known <= 0).any():
-        raise ValueError(f"{label} has zero or negative values outside the mask; cannot inpaint it")
+        return (1.0 / filled).astype(np.float32)

@@ -24,7 +24,6 @@ import numpy as np
 from jaxtyping import Bool, Float, UInt8
 
 from spin_nerfstudio.inpainting.base import Inpainter
-from spin_nerfstudio.inpainting.biharmonic import check_known_depth
 from spin_nerfstudio.prompts import SpinInputError
 
 LAMA_URL = "https://github.com/enesmsahin/simple-lama-inpainting/releases/download/v0.1.0/big-lama.pt"
@@ -145,32 +144,16 @@ class LamaInpainter(Inpainter):
             raise SpinInputError(f"{self.checkpoint}: LaMa output has NaN or infinite values")
         return res
 
-    def inpaint_rgb(
-        self, image: UInt8[np.ndarray, "H W 3"], mask: Bool[np.ndarray, "H W"]
-    ) -> UInt8[np.ndarray, "H W 3"]:
-        """Fill the masked colour pixels."""
-        mask = np.asarray(mask, dtype=bool)
-        if not mask.any():
-            return image.copy()
+    def _fill_rgb(self, image: UInt8[np.ndarray, "H W 3"], mask: Bool[np.ndarray, "H W"]) -> UInt8[np.ndarray, "H W 3"]:
         res = self._run(image.astype(np.float32) / 255.0, mask)
-        out = np.clip(np.round(res * 255.0), 0, 255).astype(np.uint8)
-        out[~mask] = image[~mask]
-        return out
+        return np.clip(np.round(res * 255.0), 0, 255).astype(np.uint8)
 
-    def inpaint_depth(self, depth: Float[np.ndarray, "H W"], mask: Bool[np.ndarray, "H W"]) -> Float[np.ndarray, "H W"]:
-        """Fill the masked depth pixels through normalised disparity (SPIn-NeRF's recipe, without 8-bit rounding)."""
-        mask = np.asarray(mask, dtype=bool)
-        depth = depth.astype(np.float32)
-        if not mask.any():
-            return depth.copy()
-        known = depth[~mask]
-        check_known_depth(known)
+    def _fill_depth(self, depth: Float[np.ndarray, "H W"], mask: Bool[np.ndarray, "H W"]) -> Float[np.ndarray, "H W"]:
+        """Through normalised disparity (SPIn-NeRF's recipe, without 8-bit rounding)."""
         disparity = 1.0 / np.where(mask, 1.0, depth.astype(np.float64))
         lo, hi = float(disparity[~mask].min()), float(disparity[~mask].max())
         span = max(hi - lo, 1e-12)
         grey = np.where(mask, 0.0, (disparity - lo) / span).astype(np.float32)
         res = self._run(np.repeat(grey[..., None], 3, axis=-1), mask).mean(axis=-1).astype(np.float64)
         filled = lo + res * span
-        out = (1.0 / np.maximum(filled, lo if lo > 0 else 1e-12)).astype(np.float32)
-        out[~mask] = depth[~mask]
-        return out
+        return (1.0 / np.maximum(filled, lo if lo > 0 else 1e-12)).astype(np.float32)

@@ -17,26 +17,12 @@ class TeleaInpainter(Inpainter):
     def __init__(self, radius: int = 5) -> None:
         self.radius = radius
 
-    def inpaint_rgb(
-        self, image: UInt8[np.ndarray, "H W 3"], mask: Bool[np.ndarray, "H W"]
-    ) -> UInt8[np.ndarray, "H W 3"]:
-        """Fill the masked colour pixels."""
-        if not mask.any():
-            return image.copy()
-        out = cv2.inpaint(np.ascontiguousarray(image), mask.astype(np.uint8), self.radius, cv2.INPAINT_TELEA)
-        out[~mask] = image[~mask]
-        return out
+    def _fill_rgb(self, image: UInt8[np.ndarray, "H W 3"], mask: Bool[np.ndarray, "H W"]) -> UInt8[np.ndarray, "H W 3"]:
+        return cv2.inpaint(np.ascontiguousarray(image), mask.astype(np.uint8), self.radius, cv2.INPAINT_TELEA)
 
-    def inpaint_depth(self, depth: Float[np.ndarray, "H W"], mask: Bool[np.ndarray, "H W"]) -> Float[np.ndarray, "H W"]:
-        """Fill the masked depth pixels (in float32, so no quantisation)."""
-        depth = depth.astype(np.float32)
-        if not mask.any():
-            return depth.copy()
-        if not np.isfinite(depth[~mask]).all():
-            raise ValueError("depth has NaN or infinite values outside the mask; cannot inpaint it")
+    def _fill_depth(self, depth: Float[np.ndarray, "H W"], mask: Bool[np.ndarray, "H W"]) -> Float[np.ndarray, "H W"]:
+        """In float32, so no quantisation."""
         # OpenCV's float path still steps and rounds as if values were 0..255: work at that scale.
         scale = 1000.0 / max(float(np.abs(depth[~mask]).max()), 1e-12)
         src = np.where(mask, 0.0, depth * scale).astype(np.float32)
-        out = cv2.inpaint(src, mask.astype(np.uint8), self.radius, cv2.INPAINT_TELEA) / scale
-        out[~mask] = depth[~mask]
-        return out
+        return cv2.inpaint(src, mask.astype(np.uint8), self.radius, cv2.INPAINT_TELEA) / scale
