@@ -200,6 +200,21 @@ def test_pointer_callback_registered_only_in_a_click_mode(run):
         run.panel.select_mode("Sideways")
 
 
+def test_only_a_browser_changes_the_click_mode_through_the_dropdown(run):
+    from types import SimpleNamespace
+
+    reset(run)
+    run.panel.select_mode("Positive")
+    # viser echoes the panel's own assignments to the dropdown later, on a worker thread, without a client; a stale
+    # echo ("Off" from an earlier reset) must not undo the newer mode
+    run.panel._on_mode_widget(SimpleNamespace(client=None, target=SimpleNamespace(value="Off")))
+    run.trainer.viewer_state.viser_server.gui._thread_executor.submit(lambda: None).result(timeout=10)
+    assert run.panel.mode == "Positive"
+    run.panel._on_mode_widget(SimpleNamespace(client=object(), target=SimpleNamespace(value="Negative")))
+    assert run.panel.mode == "Negative"
+    reset(run)
+
+
 # ---------------------------------------------------------------------------------------------- clicks
 @pytest.mark.parametrize("k", [0, 5, 9])
 def test_click_on_the_object_lands_on_the_ground_truth_surface(run, truth, k):

@@ -142,13 +142,20 @@ class RemovalPanel(ViewerElement[str]):
             num_views = max(1, self._pipeline.datamanager.num_views)
             w["view"] = gui.add_slider("Training view", 0, num_views - 1, 1, 0, disabled=num_views == 1)
             w["goto"] = gui.add_button("Go to training view", icon=viser.Icon.CAMERA)
-        w["mode"].on_update(lambda event: self.select_mode(str(event.target.value)))
+        w["mode"].on_update(self._on_mode_widget)
         w["undo"].on_click(lambda _: self.undo())
         w["clear"].on_click(lambda _: self.clear())
         w["segment"].on_click(lambda _: self.segment())
         w["remove"].on_click(lambda _: self.remove())
         w["goto"].on_click(lambda _: self.go_to_view(int(w["view"].value)))
         self._refresh()
+
+    def _on_mode_widget(self, event: Any) -> None:
+        """A browser changed the Click mode dropdown. viser also calls this, on a worker thread and some time later,
+        for the values the panel itself assigns (``client`` None); those are ignored, or a late one would undo a
+        newer ``select_mode``."""
+        if event.client is not None:
+            self.select_mode(str(event.target.value))
 
     def install(self, viser_server: viser.ViserServer) -> None:
         """Create the panel's folder and widgets (called by nerfstudio's viewer)."""
