@@ -170,7 +170,8 @@ class SpinPipelineConfig(VanillaPipelineConfig):
     lpips_net: Literal["alex", "vgg"] = "alex"
     """Backbone of the perceptual loss (SPIn-NeRF uses vgg; alex is cheaper on a CPU)."""
     lpips_weights: Optional[Path] = None
-    """Backbone weights file (torchvision format); None looks in torch's cache, else uses a random backbone."""
+    """Backbone weights file (torchvision format); None looks in torch's cache, else the perceptual loss is skipped
+    (see ``lpips_random_backbone``)."""
     lpips_loss_mult: float = 0.01
     """Weight of the mean LPIPS over patches (SPIn-NeRF: 0.01)."""
     lpips_random_backbone: bool = False

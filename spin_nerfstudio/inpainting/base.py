@@ -54,13 +54,12 @@ class Inpainter:
         raise NotImplementedError
 
 
-def check_known_depth(known: np.ndarray, what: Optional[str] = None) -> None:
+def check_known_depth(known: np.ndarray) -> None:
     """Raise ValueError unless the depth values outside the mask are finite and positive."""
-    label = what or "depth"
     if not np.isfinite(known).all():
-        raise ValueError(f"{label} has NaN or infinite values outside the mask; cannot inpaint it")
+        raise ValueError("depth has NaN or infinite values outside the mask; cannot inpaint it")
     if (known <= 0).any():
-        raise ValueError(f"{label} has zero or negative values outside the mask; cannot inpaint it")
+        raise ValueError("depth has zero or negative values outside the mask; cannot inpaint it")
 
 
 @dataclass

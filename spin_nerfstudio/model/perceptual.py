@@ -1,9 +1,10 @@
 """LPIPS that never downloads: the backbone comes from a path or torch's cache, else it is random (and says so).
 
 The ``lpips`` package ships its calibration layers; only the ImageNet backbone (AlexNet or VGG16) is fetched by
-torchvision. We look for it in ``$TORCH_HOME/hub/checkpoints`` or at an explicit path. Without it the loss uses a
-randomly initialised backbone (random convolutional features still give a usable perceptual signal), and metrics
-that report LPIPS say ``null`` instead of a number that would not be comparable.
+torchvision. We look for it in ``$TORCH_HOME/hub/checkpoints`` or at an explicit path. Without it this module uses a
+randomly initialised backbone (random convolutional features still order distortions), the removal pipeline skips
+its perceptual loss unless asked for the random one, and metrics that report LPIPS say ``null`` instead of a number
+that would not be comparable.
 """
 
 from __future__ import annotations

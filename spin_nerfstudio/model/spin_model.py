@@ -141,8 +141,9 @@ class SpinModelConfig(ModelConfig):
     where the reconstruction put far-away floaters) or ray distance."""
     depth_loss_tolerance: float = 0.15
     """Relative slack of the depth loss: only the part of the gap beyond this share of the target counts (0: plain
-    L2, as SPIn-NeRF; in disparity space a share of the target disparity). The 2D-inpainted depth is a smooth guess; a slack keeps it from bending a surface the other
-    views already fix, while still removing floaters and remnants of the object."""
+    L2, as SPIn-NeRF; in disparity space a share of the target disparity). The 2D-inpainted depth is a smooth guess;
+    a slack keeps it from bending a surface the other views already fix, while still removing floaters and remnants
+    of the object."""
     depth_loss_updates: Literal["geometry", "both"] = "both"
     """What the depth loss may change: the geometry only (colour detached) or both; depth depends only on geometry."""
     reference_loss_updates: Literal["colour", "geometry", "both"] = "colour"
