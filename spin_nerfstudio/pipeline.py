@@ -40,6 +40,7 @@ from spin_nerfstudio.data.datamanager import SpinDataManager, SpinDataManagerCon
 from spin_nerfstudio.data.masks import load_mask_dir
 from spin_nerfstudio.data.spin_layout import dataset_label_masks
 from spin_nerfstudio.guard import FiniteGuard
+from spin_nerfstudio.inpainting import field_prior as fp
 from spin_nerfstudio.inpainting import visibility as vis
 from spin_nerfstudio.inpainting.base import InpainterConfig
 from spin_nerfstudio.model.spin_model import (
@@ -167,6 +168,13 @@ class SpinPipelineConfig(VanillaPipelineConfig):
     """Dilation iterations; None scales SPIn-NeRF's 5 iterations at 1008 px to this image width (at least 1)."""
     reference_image: Optional[str] = None
     """Image whose inpainted colour is fitted directly inside the mask; None takes the first clicked image."""
+    field_prior_fraction: float = 0.67
+    """Share of the inpainted fit trained without the reference view's 2D-inpainted colour (the field fills the
+    unseen pixels from the other views alone); then the reference view's unseen masked pixels take a blend of the 2D
+    fill and the field's render as their target (inpainting/field_prior.py; written to RUN/field_prior/). 0 fits the
+    2D fill from the start, 1 never."""
+    field_prior_weight: float = 0.5
+    """Weight of the field's render in that blend (0: the 2D fill only, 1: the render only)."""
     lpips_net: Literal["alex", "vgg"] = "alex"
     """Backbone of the perceptual loss (SPIn-NeRF uses vgg; alex is cheaper on a CPU)."""
     lpips_weights: Optional[Path] = None
@@ -227,6 +235,9 @@ class SpinPipeline(VanillaPipeline):
         self._agreement_checked = False
         self._mask_outliers: List[int] = []  # views the agreement check dropped from the mask loss
         self._last_step: Optional[int] = None  # the run's last step (set with the training callbacks)
+        self._max_steps: Optional[int] = None  # the run's step count (set with the training callbacks)
+        self._prior_state: Optional[str] = None  # field prior: None, "waiting" (reference colour held back), "done"
+        self._reference_weight: Optional[torch.Tensor] = None
         self._fit_start: Optional[float] = None
         self.lineage: Optional[Dict[str, Dict]] = {}
         """Stage boundaries this training state descends from: name -> {"token", "step"} (None: unknown, an old
@@ -307,6 +318,8 @@ class SpinPipeline(VanillaPipeline):
         if self.run_dir is not None and self.prompts is not None:
             self.prompts.save(self.run_dir / PROMPT_FILE)
         callbacks = super().get_training_callbacks(training_callback_attributes)
+        if trainer is not None:
+            self._max_steps = int(trainer.config.max_num_iterations)
         if trainer is not None and self.config.result_sheet:
             self._last_step = int(trainer.config.max_num_iterations) - 1
             callbacks.append(
@@ -426,6 +439,8 @@ class SpinPipeline(VanillaPipeline):
         ):
             self._agreement_checked = True
             self._run_timed("mask_agreement", lambda: self._check_mask_agreement())
+        if self.spin_model.stage == Stage.INPAINT:
+            self._update_field_prior(step)
 
     def _fit_done(self, stage: Stage) -> None:
         """Record the training seconds of a finished stage (``fit_<stage>`` in stages.json)."""
@@ -792,6 +807,7 @@ class SpinPipeline(VanillaPipeline):
         ref[self.reference_index()] = 1.0
         dm.set_view_data(REFERENCE_VIEW, ref)
         self._removal_masks = removal
+        self._prior_state, self._reference_weight = None, None
 
     def _start_inpainted_fit(self, step: int) -> None:
         self.spin_model.reset_scene()
@@ -801,6 +817,81 @@ class SpinPipeline(VanillaPipeline):
         self.spin_model.set_stage(Stage.INPAINT)
         self._stage_start_step = step
         CONSOLE.print("spin-nerfstudio: fitting the inpainted scene from scratch")
+
+    # ------------------------------------------------------------------ field prior (inpainting/field_prior.py)
+    def field_prior_step(self) -> Optional[int]:
+        """Step at which the reference view's unseen target becomes the 2D fill blended with the field's render
+        (None: no blend in this run)."""
+        cfg = self.config
+        if cfg.field_prior_fraction <= 0 or self.spin_model.config.reference_loss_mult <= 0 or self._max_steps is None:
+            return None
+        span = max(0, self._max_steps - self._stage_start_step)
+        return self._stage_start_step + int(round(cfg.field_prior_fraction * span))
+
+    def _view_data(self, key: str) -> torch.Tensor:
+        """A per-view tensor attached to the training views, in camera order."""
+        batch = self.datamanager.view_batch
+        return batch[key][torch.argsort(batch["image_idx"].cpu())].clone()
+
+    def _stage_token(self) -> str:
+        entry = (self.lineage or {}).get(SEGMENTED) or (self.lineage or {}).get(RECONSTRUCTED)
+        return str(entry["token"]) if entry is not None else ""
+
+    def _update_field_prior(self, step: int) -> None:
+        """Hold the reference view's colour back until :meth:`field_prior_step`, then blend its unseen target."""
+        at = self.field_prior_step()
+        if at is None or self._prior_state == "done" or not self.datamanager.has_view_data(REFERENCE_VIEW):
+            return
+        dm = self.datamanager
+        if step < at:
+            if self._prior_state is None:
+                self._prior_state = "waiting"
+                self._reference_weight = self._view_data(REFERENCE_VIEW)
+                dm.set_view_data(REFERENCE_VIEW, torch.zeros_like(self._reference_weight))
+                CONSOLE.print(
+                    f"spin-nerfstudio: the reference view's 2D fill is held back until step {at}; the field fills "
+                    "the unseen pixels from the other views first, then its render is blended into that target",
+                    soft_wrap=True,
+                )
+            return
+        self._run_timed("field_prior", lambda: self._blend_reference_target(step))
+        if self._reference_weight is not None:
+            dm.set_view_data(REFERENCE_VIEW, self._reference_weight)
+        self._prior_state, self._reference_weight = "done", None
+
+    def _blend_reference_target(self, step: int) -> None:
+        dm = self.datamanager
+        ref = self.reference_index()
+        name = dm.image_names[ref]
+        token = self._stage_token()
+        colour = self._view_data(INPAINTED_RGB)
+        fill = (colour[ref].cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+        loaded = None
+        for folder in (self.run_dir, self.resume_dir):
+            if folder is not None and loaded is None:
+                loaded = fp.load_prior(folder, name, token, fill.shape)
+        if loaded is not None:
+            target, made = loaded
+            CONSOLE.print(f"spin-nerfstudio: field prior: reusing the blended target of {name} made at step {made}")
+        else:
+            unseen = self._view_data(REMOVAL_MASK)[ref, ..., 0].cpu().numpy() > 0.5
+            if dm.has_view_data(SEEN_MASK):
+                unseen &= self._view_data(SEEN_MASK)[ref, ..., 0].cpu().numpy() <= 0.5
+            render = render_views(self.model, dm.train_dataset.cameras, [ref], keys=("rgb",), progress=False)
+            try:
+                target = fp.blend_unseen(fill, render["rgb"][0], unseen, self.config.field_prior_weight)
+            except ValueError as err:
+                fail(f"field prior at step {step} ({name}): {err}")
+            if self.run_dir is not None:
+                fp.save_prior(self.run_dir, name, target, step, token)
+            CONSOLE.print(
+                f"spin-nerfstudio: field prior: {int(unseen.sum())} unseen masked pixels of {name} now target "
+                f"{1 - self.config.field_prior_weight:g} x 2D fill + {self.config.field_prior_weight:g} x the "
+                f"field's render (step {step})",
+                soft_wrap=True,
+            )
+        colour[ref] = torch.from_numpy(target).to(colour) / 255.0
+        dm.set_view_data(INPAINTED_RGB, colour)
 
     # ------------------------------------------------------------------ LPIPS patches
     def _lpips_due(self, step: int) -> bool:

@@ -53,6 +53,8 @@ def check_pipeline_values(pipeline) -> None:
     _number(pipeline.lpips_start_step, _flag(p, "lpips_start_step"), 0, integer=True)
     _number(pipeline.lpips_every, _flag(p, "lpips_every"), 1, integer=True)
     _number(pipeline.max_mask_fraction, _flag(p, "max_mask_fraction"), 1e-6, 1)
+    _number(pipeline.field_prior_fraction, _flag(p, "field_prior_fraction"), 0, 1)
+    _number(pipeline.field_prior_weight, _flag(p, "field_prior_weight"), 0, 1)
     _number(pipeline.visibility.depth_tolerance, _flag(p, "visibility.depth_tolerance"), 0, 10)
     _number(pipeline.visibility.min_views, _flag(p, "visibility.min_views"), 1, integer=True)
     m = "pipeline.model."

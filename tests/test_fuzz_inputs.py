@@ -141,6 +141,8 @@ CONFIG_FIELDS = {
     "pipeline.lpips_patch_size": st.integers(-1, 5000),
     "pipeline.lpips_every": st.integers(-1, 4),
     "pipeline.lpips_loss_mult": FLOATS,
+    "pipeline.field_prior_fraction": FLOATS,
+    "pipeline.field_prior_weight": FLOATS,
     "pipeline.reference_image": st.none() | st.sampled_from(NAMES + ["nope.png", "images/004.png"]),
     "pipeline.model.mask_threshold": FLOATS,
     "pipeline.model.depth_loss_mult": FLOATS,

@@ -135,7 +135,9 @@ class SpinModelConfig(ModelConfig):
     depth of the generated scenes is about 9% off the truth in the median, and at full weight it bent surfaces)."""
     reference_loss_mult: float = 0.1
     """Weight of the MSE to the reference view's inpainted colour on the masked pixels no view saw (colour only;
-    SPIn-NeRF: 1). Lower, because a 2D fill is a guess and the field's colours are shared across the scene."""
+    SPIn-NeRF: 1). Lower, because a 2D fill is a guess and the field's colours are shared across the scene. The
+    pipeline holds it back for part of the fit and then blends the field's render into that target
+    (``--pipeline.field-prior-fraction``, ``--pipeline.field-prior-weight``)."""
     depth_loss_space: Literal["disparity", "distance"] = "disparity"
     """Where the depth loss compares render and target: disparity (1 / ray distance, as SPIn-NeRF; stays bounded
     where the reconstruction put far-away floaters) or ray distance."""

@@ -1,0 +1,102 @@
+"""The field prior: the reference view's unseen fill blended with the field's render (inpainting/field_prior.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY_STEPS, ns_train_args, run_cli
+from PIL import Image
+
+from spin_nerfstudio.inpainting.field_prior import PRIOR_DIR, PRIOR_FILE, blend_unseen, load_prior, save_prior
+
+R, M, TOTAL = TINY_STEPS["reconstruct"], TINY_STEPS["mask"], TINY_STEPS["total"]
+BLEND_STEP = R + M + round(0.67 * (TOTAL - R - M))  # default field_prior_fraction 0.67 of the inpainted fit
+
+
+def _fill_render_unseen():
+    rng = np.random.default_rng(0)
+    fill = rng.integers(0, 256, size=(6, 8, 3), dtype=np.uint8)
+    render = rng.uniform(0, 1, size=(6, 8, 3)).astype(np.float32)
+    unseen = np.zeros((6, 8), bool)
+    unseen[2:5, 3:7] = True
+    return fill, render, unseen
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.25, 0.5, 1.0])
+def test_blend_mixes_only_the_unseen_pixels(weight: float) -> None:
+    fill, render, unseen = _fill_render_unseen()
+    out = blend_unseen(fill, render, unseen, weight)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out[~unseen], fill[~unseen])
+    expected = (1 - weight) * fill[unseen].astype(float) + weight * 255 * render[unseen]
+    assert np.abs(out[unseen].astype(float) - expected).max() <= 0.5 + 1e-6
+
+
+def test_blend_refuses_bad_input() -> None:
+    fill, render, unseen = _fill_render_unseen()
+    with pytest.raises(ValueError, match="shapes differ"):
+        blend_unseen(fill, render[:5], unseen, 0.5)
+    with pytest.raises(ValueError, match=r"blend weight must be in \[0, 1\], got 1.5"):
+        blend_unseen(fill, render, unseen, 1.5)
+    render[3, 4, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        blend_unseen(fill, render, unseen, 0.5)
+
+
+def test_saved_prior_loads_only_for_its_image_token_and_shape(tmp_path: Path) -> None:
+    fill, render, unseen = _fill_render_unseen()
+    target = blend_unseen(fill, render, unseen, 0.5)
+    path = save_prior(tmp_path, "003.png", target, 812, "tok")
+    assert path == tmp_path / PRIOR_DIR / "003.png"
+    assert json.loads((tmp_path / PRIOR_FILE).read_text()) == {"image": "003.png", "step": 812, "token": "tok"}
+    loaded = load_prior(tmp_path, "003.png", "tok", target.shape)
+    assert loaded is not None
+    np.testing.assert_array_equal(loaded[0], target)
+    assert loaded[1] == 812
+    assert load_prior(tmp_path, "004.png", "tok", target.shape) is None  # another reference image
+    assert load_prior(tmp_path, "003.png", "other", target.shape) is None  # other stage outputs
+    assert load_prior(tmp_path, "003.png", "tok", (12, 16, 3)) is None  # other image size
+    assert load_prior(tmp_path / "missing", "003.png", "tok", target.shape) is None
+
+
+def _reference_name(scene: Path) -> str:
+    return Path(json.loads((scene / "prompts.json").read_text())["prompts"][0]["image"]).name
+
+
+def test_run_holds_back_the_reference_fill_then_blends_it(tiny_run: Path, tiny_scene: Path) -> None:
+    name = _reference_name(tiny_scene)
+    log = (tiny_run / "train.log").read_text()
+    assert f"the reference view's 2D fill is held back until step {BLEND_STEP}" in " ".join(log.split())
+    record = json.loads((tiny_run / PRIOR_FILE).read_text())
+    assert record["image"] == name and record["step"] == BLEND_STEP
+    blended = np.asarray(Image.open(tiny_run / PRIOR_DIR / name).convert("RGB")).astype(int)
+    target = np.asarray(Image.open(tiny_run / "inpainted_targets" / name).convert("RGB")).astype(int)
+    removal = np.asarray(Image.open(tiny_run / "masks_dilated" / name)) > 0
+    seen = np.asarray(Image.open(tiny_run / "seen_elsewhere" / name)) > 0
+    unseen = removal & ~seen
+    assert unseen.sum() > 20
+    np.testing.assert_array_equal(blended[~unseen], target[~unseen])  # only the unseen pixels change
+    changed = np.abs(blended - target).max(-1)[unseen]
+    assert (changed > 0).mean() > 0.5, "the field's render left the 2D fill untouched"
+
+
+def test_resumed_run_reuses_the_saved_blend(tiny_run: Path, tiny_scene: Path, tmp_path: Path) -> None:
+    run = tmp_path / "out" / "tiny" / "spin-inpaint-small" / "run"
+    shutil.copytree(tiny_run, run)
+    name = _reference_name(tiny_scene)
+    before = (run / PRIOR_DIR / name).read_bytes()
+    steps = dict(TINY_STEPS, total=TOTAL + 10)
+    args = ns_train_args(
+        tiny_scene, tmp_path / "out", "--pipeline.prompt-file", tiny_scene / "prompts.json",
+        "--load-dir", run / "nerfstudio_models", steps=steps,
+    )  # fmt: skip
+    proc = run_cli(args, cwd=tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = " ".join(proc.stdout.split())
+    assert f"field prior: reusing the blended target of {name} made at step {BLEND_STEP}" in out
+    assert "held back" not in out  # resumed past the blend: the reference colour is fitted at once
+    assert (run / PRIOR_DIR / name).read_bytes() == before
