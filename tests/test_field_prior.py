@@ -13,8 +13,28 @@ from PIL import Image
 
 from spin_nerfstudio.inpainting.field_prior import PRIOR_DIR, PRIOR_FILE, blend_unseen, load_prior, save_prior
 
-R, M, TOTAL = TINY_STEPS["reconstruct"], TINY_STEPS["mask"], TINY_STEPS["total"]
-BLEND_STEP = R + M + round(0.67 * (TOTAL - R - M))  # default field_prior_fraction 0.67 of the inpainted fit
+# A short refit from the tiny run's stage outputs with the prior switched on (it is off by default).
+PRIOR_STEPS = dict(TINY_STEPS, total=60)
+BLEND_STEP = 30  # field-prior-fraction 0.5 of a 60-step fit that starts at step 0 (reused stages)
+
+
+def _reference_name(scene: Path) -> str:
+    return Path(json.loads((scene / "prompts.json").read_text())["prompts"][0]["image"]).name
+
+
+def _prior_args(scene: Path, out: Path, source: Path, *extra, steps=PRIOR_STEPS) -> list:
+    flags = ("--pipeline.field-prior-fraction", "0.5", "--pipeline.reference-image", _reference_name(scene))
+    return ns_train_args(scene, out, "--pipeline.reuse-stages", source, *flags, *extra, steps=steps)
+
+
+@pytest.fixture(scope="module")
+def prior_run(tiny_run: Path, tiny_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("prior")
+    proc = run_cli(_prior_args(tiny_scene, out, tiny_run), cwd=out, timeout=900)
+    run = out / "tiny" / "spin-inpaint-small" / "run"
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (run / "train.log").write_text(proc.stdout + proc.stderr)
+    return run
 
 
 def _fill_render_unseen():
@@ -63,20 +83,22 @@ def test_saved_prior_loads_only_for_its_image_token_and_shape(tmp_path: Path) ->
     assert load_prior(tmp_path / "missing", "003.png", "tok", target.shape) is None
 
 
-def _reference_name(scene: Path) -> str:
-    return Path(json.loads((scene / "prompts.json").read_text())["prompts"][0]["image"]).name
+def test_default_run_fits_the_plain_2d_fill(tiny_run: Path) -> None:
+    assert not (tiny_run / PRIOR_FILE).exists() and not (tiny_run / PRIOR_DIR).exists()
+    assert "held back" not in (tiny_run / "train.log").read_text()
 
 
-def test_run_holds_back_the_reference_fill_then_blends_it(tiny_run: Path, tiny_scene: Path) -> None:
+def test_run_holds_back_the_reference_fill_then_blends_it(prior_run: Path, tiny_scene: Path) -> None:
+    run = prior_run
     name = _reference_name(tiny_scene)
-    log = (tiny_run / "train.log").read_text()
+    log = (run / "train.log").read_text()
     assert f"the reference view's 2D fill is held back until step {BLEND_STEP}" in " ".join(log.split())
-    record = json.loads((tiny_run / PRIOR_FILE).read_text())
+    record = json.loads((run / PRIOR_FILE).read_text())
     assert record["image"] == name and record["step"] == BLEND_STEP
-    blended = np.asarray(Image.open(tiny_run / PRIOR_DIR / name).convert("RGB")).astype(int)
-    target = np.asarray(Image.open(tiny_run / "inpainted_targets" / name).convert("RGB")).astype(int)
-    removal = np.asarray(Image.open(tiny_run / "masks_dilated" / name)) > 0
-    seen = np.asarray(Image.open(tiny_run / "seen_elsewhere" / name)) > 0
+    blended = np.asarray(Image.open(run / PRIOR_DIR / name).convert("RGB")).astype(int)
+    target = np.asarray(Image.open(run / "inpainted_targets" / name).convert("RGB")).astype(int)
+    removal = np.asarray(Image.open(run / "masks_dilated" / name)) > 0
+    seen = np.asarray(Image.open(run / "seen_elsewhere" / name)) > 0
     unseen = removal & ~seen
     assert unseen.sum() > 20
     np.testing.assert_array_equal(blended[~unseen], target[~unseen])  # only the unseen pixels change
@@ -84,16 +106,13 @@ def test_run_holds_back_the_reference_fill_then_blends_it(tiny_run: Path, tiny_s
     assert (changed > 0).mean() > 0.5, "the field's render left the 2D fill untouched"
 
 
-def test_resumed_run_reuses_the_saved_blend(tiny_run: Path, tiny_scene: Path, tmp_path: Path) -> None:
+def test_resumed_run_reuses_the_saved_blend(prior_run: Path, tiny_run: Path, tiny_scene: Path, tmp_path) -> None:
     run = tmp_path / "out" / "tiny" / "spin-inpaint-small" / "run"
-    shutil.copytree(tiny_run, run)
+    shutil.copytree(prior_run, run)
     name = _reference_name(tiny_scene)
     before = (run / PRIOR_DIR / name).read_bytes()
-    steps = dict(TINY_STEPS, total=TOTAL + 10)
-    args = ns_train_args(
-        tiny_scene, tmp_path / "out", "--pipeline.prompt-file", tiny_scene / "prompts.json",
-        "--load-dir", run / "nerfstudio_models", steps=steps,
-    )  # fmt: skip
+    load = ("--load-dir", run / "nerfstudio_models")
+    args = _prior_args(tiny_scene, tmp_path / "out", tiny_run, *load, steps=dict(PRIOR_STEPS, total=70))
     proc = run_cli(args, cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     out = " ".join(proc.stdout.split())

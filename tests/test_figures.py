@@ -43,9 +43,7 @@ def test_table_means_spreads_and_gains() -> None:
     table = figures_table(figures)
     lines = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| ")}
     # ours: seed means 37.0 and 34.5 -> 35.75; spread (2.0 + 1.0) / 2 = 1.50
-    assert lines["| ours (seen-elsewhere + 2D targets, field prior)"].endswith(
-        "| 35.75 | 0.900 | null | 37.00 / 34.50 | 1.50 |"
-    )
+    assert lines["| ours (seen-elsewhere + 2D targets)"].endswith("| 35.75 | 0.900 | null | 37.00 / 34.50 | 1.50 |")
     assert lines["| masked NeRF (never trained on masked pixels)"].endswith(
         "| 34.75 | 0.850 | null | 35.50 / 34.00 | 0.50 |"
     )

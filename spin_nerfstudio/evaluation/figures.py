@@ -36,7 +36,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 ROWS = (
-    ("ours", "ours (seen-elsewhere + 2D targets, field prior)"),
+    ("ours", "ours (seen-elsewhere + 2D targets)"),
     ("plain_targets", "ours without seen-elsewhere targets (ablation)"),
     ("inpainted_2d", "each view inpainted in 2D on its own"),
     ("masked_nerf", "masked NeRF (never trained on masked pixels)"),
