@@ -176,6 +176,9 @@ class SpinPipelineConfig(VanillaPipelineConfig):
     remnants of the object into the target (see README, "The field's fill as a second opinion")."""
     field_prior_weight: float = 0.5
     """Weight of the field's render in that blend (0: the 2D fill only, 1: the render only)."""
+    field_prior_max_difference: float = 1.0
+    """Unseen pixels where the render and the 2D fill differ by more than this (any channel, colours in [0, 1]) keep
+    the 2D fill: there the render more likely shows a remnant of the object than the background. 1 blends all."""
     lpips_net: Literal["alex", "vgg"] = "alex"
     """Backbone of the perceptual loss (SPIn-NeRF uses vgg; alex is cheaper on a CPU)."""
     lpips_weights: Optional[Path] = None
@@ -879,16 +882,21 @@ class SpinPipeline(VanillaPipeline):
             if dm.has_view_data(SEEN_MASK):
                 unseen &= self._view_data(SEEN_MASK)[ref, ..., 0].cpu().numpy() <= 0.5
             render = render_views(self.model, dm.train_dataset.cameras, [ref], keys=("rgb",), progress=False)
+            cfg = self.config
             try:
-                target = fp.blend_unseen(fill, render["rgb"][0], unseen, self.config.field_prior_weight)
+                target = fp.blend_unseen(
+                    fill, render["rgb"][0], unseen, cfg.field_prior_weight, cfg.field_prior_max_difference
+                )
             except ValueError as err:
                 fail(f"field prior at step {step} ({name}): {err}")
             if self.run_dir is not None:
                 fp.save_prior(self.run_dir, name, target, step, token)
+            gate = cfg.field_prior_max_difference
+            where = f" where the two differ by at most {gate:g}" if gate < 1 else ""
             CONSOLE.print(
                 f"spin-nerfstudio: field prior: {int(unseen.sum())} unseen masked pixels of {name} now target "
-                f"{1 - self.config.field_prior_weight:g} x 2D fill + {self.config.field_prior_weight:g} x the "
-                f"field's render (step {step})",
+                f"{1 - cfg.field_prior_weight:g} x 2D fill + {cfg.field_prior_weight:g} x the field's render{where} "
+                f"(step {step})",
                 soft_wrap=True,
             )
         colour[ref] = torch.from_numpy(target).to(colour) / 255.0

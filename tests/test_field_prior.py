@@ -56,6 +56,18 @@ def test_blend_mixes_only_the_unseen_pixels(weight: float) -> None:
     assert np.abs(out[unseen].astype(float) - expected).max() <= 0.5 + 1e-6
 
 
+def test_blend_keeps_the_fill_where_the_render_disagrees_strongly() -> None:
+    fill = np.full((4, 4, 3), 128, np.uint8)
+    render = np.full((4, 4, 3), 0.55, np.float32)  # 0.048 above the fill (128 / 255 = 0.502)
+    render[1, 2] = (0.9, 0.1, 0.1)  # a red remnant
+    unseen = np.ones((4, 4), bool)
+    out = blend_unseen(fill, render, unseen, 0.5, max_difference=0.15)
+    np.testing.assert_array_equal(out[1, 2], fill[1, 2])
+    assert int(out[0, 0, 0]) == round(0.5 * 128 + 0.5 * 0.55 * 255)
+    everywhere = blend_unseen(fill, render, unseen, 0.5)  # the default 1.0 blends every unseen pixel
+    assert int(everywhere[1, 2, 0]) == round(0.5 * 128 + 0.5 * 0.9 * 255)
+
+
 def test_blend_refuses_bad_input() -> None:
     fill, render, unseen = _fill_render_unseen()
     with pytest.raises(ValueError, match="shapes differ"):

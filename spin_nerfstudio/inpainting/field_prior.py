@@ -32,11 +32,14 @@ def blend_unseen(
     render: Float[np.ndarray, "H W 3"],
     unseen: Bool[np.ndarray, "H W"],
     weight: float,
+    max_difference: float = 1.0,
 ) -> UInt8[np.ndarray, "H W 3"]:
     """``fill`` with its ``unseen`` pixels replaced by ``(1 - weight) * fill + weight * render``.
 
     ``fill`` is the colour target (uint8), ``render`` the field's render of the same view in [0, 1]; pixels outside
-    ``unseen`` are returned unchanged.
+    ``unseen`` are returned unchanged, and so are unseen pixels where render and fill differ by more than
+    ``max_difference`` in some channel (on a [0, 1] scale): there the render more likely shows a remnant of the
+    object or a floater than a better guess of the background.
     """
     if fill.shape[:2] != render.shape[:2] or fill.shape[:2] != unseen.shape:
         raise ValueError(f"shapes differ: fill {fill.shape}, render {render.shape}, unseen {unseen.shape}")
@@ -44,9 +47,12 @@ def blend_unseen(
         raise ValueError(f"blend weight must be in [0, 1], got {weight}")
     if not np.isfinite(render).all():
         raise ValueError("the field's render has NaN or infinite values")
-    blended = (1.0 - weight) * fill.astype(np.float64) + weight * 255.0 * np.clip(render, 0.0, 1.0)
+    render = np.clip(render, 0.0, 1.0).astype(np.float64)
+    blended = (1.0 - weight) * fill.astype(np.float64) + weight * 255.0 * render
+    close = np.abs(render - fill / 255.0).max(axis=-1) <= max_difference
+    use = unseen & close
     out = fill.copy()
-    out[unseen] = np.clip(np.round(blended[unseen]), 0, 255).astype(np.uint8)
+    out[use] = np.clip(np.round(blended[use]), 0, 255).astype(np.uint8)
     return out
 
 
