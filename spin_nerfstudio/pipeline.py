@@ -98,6 +98,7 @@ STAGE_DIRS = (
     INPAINTED_DEPTH_DIR,
     vis.SEEN_DIR,
     vis.TARGETS_DIR,
+    fp.PRIOR_DIR,
 )
 # Stage boundaries (keys of the lineage carried by checkpoints).
 RECONSTRUCTED = "reconstructed"
@@ -240,8 +241,8 @@ class SpinPipeline(VanillaPipeline):
         self._mask_outliers: List[int] = []  # views the agreement check dropped from the mask loss
         self._last_step: Optional[int] = None  # the run's last step (set with the training callbacks)
         self._max_steps: Optional[int] = None  # the run's step count (set with the training callbacks)
-        self._prior_state: Optional[str] = None  # field prior: None, "waiting" (reference colour held back), "done"
-        self._reference_weight: Optional[torch.Tensor] = None
+        self._prior_done = False  # field prior: the reference view's target is blended
+        self._reference_weight: Optional[torch.Tensor] = None  # field prior: held back (not None while waiting)
         self._fit_start: Optional[float] = None
         self.lineage: Optional[Dict[str, Dict]] = {}
         """Stage boundaries this training state descends from: name -> {"token", "step"} (None: unknown, an old
@@ -784,9 +785,7 @@ class SpinPipeline(VanillaPipeline):
         targets = vis.load_targets(folder, self.datamanager.image_names, tokens)
         if targets is not None:
             return targets
-        entry = (self.lineage or {}).get(SEGMENTED) or (self.lineage or {}).get(RECONSTRUCTED)
-        token = str(entry["token"]) if entry is not None else uuid.uuid4().hex
-        return self._seen_elsewhere(removal, rgb, depth, token)
+        return self._seen_elsewhere(removal, rgb, depth, self._stage_token() or uuid.uuid4().hex)
 
     def reference_index(self) -> int:
         """Index of the view whose inpainted colour is fitted directly."""
@@ -811,7 +810,7 @@ class SpinPipeline(VanillaPipeline):
         ref[self.reference_index()] = 1.0
         dm.set_view_data(REFERENCE_VIEW, ref)
         self._removal_masks = removal
-        self._prior_state, self._reference_weight = None, None
+        self._prior_done, self._reference_weight = False, None
 
     def _start_inpainted_fit(self, step: int) -> None:
         self.spin_model.reset_scene()
@@ -832,25 +831,20 @@ class SpinPipeline(VanillaPipeline):
         span = max(0, self._max_steps - self._stage_start_step)
         return self._stage_start_step + int(round(cfg.field_prior_fraction * span))
 
-    def _view_data(self, key: str) -> torch.Tensor:
-        """A per-view tensor attached to the training views, in camera order."""
-        batch = self.datamanager.view_batch
-        return batch[key][torch.argsort(batch["image_idx"].cpu())].clone()
-
     def _stage_token(self) -> str:
+        """Token of the latest stage boundary this state descends from ("" when the lineage is unknown)."""
         entry = (self.lineage or {}).get(SEGMENTED) or (self.lineage or {}).get(RECONSTRUCTED)
         return str(entry["token"]) if entry is not None else ""
 
     def _update_field_prior(self, step: int) -> None:
         """Hold the reference view's colour back until :meth:`field_prior_step`, then blend its unseen target."""
         at = self.field_prior_step()
-        if at is None or self._prior_state == "done" or not self.datamanager.has_view_data(REFERENCE_VIEW):
+        if at is None or self._prior_done or not self.datamanager.has_view_data(REFERENCE_VIEW):
             return
         dm = self.datamanager
         if step < at:
-            if self._prior_state is None:
-                self._prior_state = "waiting"
-                self._reference_weight = self._view_data(REFERENCE_VIEW)
+            if self._reference_weight is None:
+                self._reference_weight = dm.view_data(REFERENCE_VIEW)
                 dm.set_view_data(REFERENCE_VIEW, torch.zeros_like(self._reference_weight))
                 CONSOLE.print(
                     f"spin-nerfstudio: the reference view's 2D fill is held back until step {at}; the field fills "
@@ -861,14 +855,14 @@ class SpinPipeline(VanillaPipeline):
         self._run_timed("field_prior", lambda: self._blend_reference_target(step))
         if self._reference_weight is not None:
             dm.set_view_data(REFERENCE_VIEW, self._reference_weight)
-        self._prior_state, self._reference_weight = "done", None
+        self._prior_done, self._reference_weight = True, None
 
     def _blend_reference_target(self, step: int) -> None:
         dm = self.datamanager
         ref = self.reference_index()
         name = dm.image_names[ref]
         token = self._stage_token()
-        colour = self._view_data(INPAINTED_RGB)
+        colour = dm.view_data(INPAINTED_RGB)
         fill = (colour[ref].cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
         loaded = None
         for folder in (self.run_dir, self.resume_dir):
@@ -878,9 +872,9 @@ class SpinPipeline(VanillaPipeline):
             target, made = loaded
             CONSOLE.print(f"spin-nerfstudio: field prior: reusing the blended target of {name} made at step {made}")
         else:
-            unseen = self._view_data(REMOVAL_MASK)[ref, ..., 0].cpu().numpy() > 0.5
+            unseen = dm.view_data(REMOVAL_MASK)[ref, ..., 0].cpu().numpy() > 0.5
             if dm.has_view_data(SEEN_MASK):
-                unseen &= self._view_data(SEEN_MASK)[ref, ..., 0].cpu().numpy() <= 0.5
+                unseen &= dm.view_data(SEEN_MASK)[ref, ..., 0].cpu().numpy() <= 0.5
             render = render_views(self.model, dm.train_dataset.cameras, [ref], keys=("rgb",), progress=False)
             cfg = self.config
             try:
@@ -1003,9 +997,9 @@ class SpinPipeline(VanillaPipeline):
             for name in STAGE_DIRS:
                 if (self.resume_dir / name).is_dir():
                     copied += copy_stage_folder(self.resume_dir / name, self.run_dir / name)
-            times = self.resume_dir / STAGES_FILE
-            if times.is_file():
-                copied += copy_file(times, self.run_dir / STAGES_FILE)
+            for name in (STAGES_FILE, fp.PRIOR_FILE):
+                if (self.resume_dir / name).is_file():
+                    copied += copy_file(self.resume_dir / name, self.run_dir / name)
             if copied:
                 CONSOLE.print(f"spin-nerfstudio: copied {copied} stage output files from {self.resume_dir}")
         try:

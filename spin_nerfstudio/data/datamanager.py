@@ -103,10 +103,13 @@ class SpinDataManager(VanillaDataManager[InputDataset]):
 
     def images_uint8(self) -> np.ndarray:
         """All training images as N x H x W x 3 uint8, in camera order."""
-        batch = self.view_batch
-        order = torch.argsort(batch["image_idx"])
-        img = batch["image"][order][..., :3].clamp(0, 1)
+        img = self.view_data("image")[..., :3].clamp(0, 1)
         return (img.cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+
+    def view_data(self, key: str) -> Tensor:
+        """A copy of the per-view tensor under ``key``, in camera order (the inverse of :meth:`set_view_data`)."""
+        batch = self.view_batch
+        return batch[key][torch.argsort(batch["image_idx"].cpu())].clone()
 
     def set_view_data(self, key: str, values: Float[Tensor, "num_views H W C"]) -> None:
         """Attach a per-view tensor (in camera order) to every training view; sampled rays then carry it."""

@@ -136,8 +136,8 @@ class SpinModelConfig(ModelConfig):
     reference_loss_mult: float = 0.1
     """Weight of the MSE to the reference view's inpainted colour on the masked pixels no view saw (colour only;
     SPIn-NeRF: 1). Lower, because a 2D fill is a guess and the field's colours are shared across the scene. The
-    pipeline holds it back for part of the fit and then blends the field's render into that target
-    (``--pipeline.field-prior-fraction``, ``--pipeline.field-prior-weight``)."""
+    pipeline can hold it back for part of the fit and then blend the field's render into that target
+    (``--pipeline.field-prior-fraction``, off by default)."""
     depth_loss_space: Literal["disparity", "distance"] = "disparity"
     """Where the depth loss compares render and target: disparity (1 / ray distance, as SPIn-NeRF; stays bounded
     where the reconstruction put far-away floaters) or ray distance."""
