@@ -12,7 +12,7 @@ from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.field_components.spatial_distortions import SceneContraction
 
 from spin_nerfstudio.cpu import keep_freed_memory, prefer_passive_openmp
-from spin_nerfstudio.model.field import BoxContraction
+from spin_nerfstudio.model.field import OBJECT_LOGIT_BOUND, BoxContraction, bound_logit
 from spin_nerfstudio.model.spin_model import SpinModelConfig, Stage
 
 
@@ -70,3 +70,23 @@ def test_passive_openmp_respects_the_user(monkeypatch):
     monkeypatch.delenv("OMP_WAIT_POLICY")
     assert prefer_passive_openmp() is False  # torch is already imported here: too late for this process
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"  # but children inherit it
+
+
+def test_object_logit_is_bounded_and_float32_under_half_precision_autocast():
+    """A NaN mask loss stopped the full config on a GPU (mixed precision): the mask head overflowed float16."""
+    assert torch.isfinite(bound_logit(torch.tensor([float("inf"), -float("inf"), 6e4]))).all()
+    x = torch.linspace(-2.0, 2.0, 9)
+    assert torch.allclose(bound_logit(x), x, atol=0.04)  # the identity near 0: fitting is unchanged there
+    model = _model()
+    model.train()
+    model.set_stage(Stage.SEGMENT)
+    with torch.no_grad():
+        model.field.mask_head[-1].weight.mul_(1e6)  # a head whose raw output overflows float16 (max 65504)
+        model.field.mask_head[-1].bias.fill_(1e6)
+    with torch.autocast(device_type="cpu", dtype=torch.float16):
+        out = model(_rays())
+    logit = out["object_logit"]
+    assert logit.dtype == torch.float32
+    assert torch.isfinite(logit).all() and float(logit.abs().max()) <= OBJECT_LOGIT_BOUND
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))
+    assert torch.isfinite(loss)

@@ -26,6 +26,15 @@ from torch import Tensor, nn
 
 OBJECT_LOGIT = "object_logit"
 """Key of the per-sample object logit in the field's outputs."""
+OBJECT_LOGIT_BOUND = 15.0
+"""Object logits are squashed into (-15, 15) (sigmoid(15) = 1 - 3e-7). Unbounded, Adam keeps pushing a well-fitted
+mask's logits outwards; in float16 (mixed precision on CUDA) they overflowed to inf and the mask loss became NaN
+(step 4256 of the full ``spin-inpaint`` config on an H200)."""
+
+
+def bound_logit(raw: Float[Tensor, "*bs 1"]) -> Float[Tensor, "*bs 1"]:
+    """``B * tanh(raw / B)`` in float32: the identity near 0, finite for any input, infinities included."""
+    return OBJECT_LOGIT_BOUND * torch.tanh(raw.float() / OBJECT_LOGIT_BOUND)
 
 
 class TriPlaneEncoding(nn.Module):
@@ -171,9 +180,10 @@ class SpinField(Field):
         rgb = self.mlp_head(torch.cat([d, density_embedding.reshape(-1, self.geo_feat_dim)], dim=-1))
         outputs: Dict = {FieldHeadNames.RGB: rgb.view(*outer, 3).to(directions)}
         if self.object_logit_enabled:
-            unit = self._sample_unit_positions.detach().reshape(-1, 3)
-            logit = self.mask_head(self.mask_encoding(unit * 2.0 - 1.0))
-            outputs[OBJECT_LOGIT] = logit.view(*outer, 1).to(directions)
+            unit = self._sample_unit_positions.detach().reshape(-1, 3).float()
+            with torch.autocast(device_type=unit.device.type, enabled=False):  # the small head runs in float32
+                logit = bound_logit(self.mask_head(self.mask_encoding(unit * 2.0 - 1.0)))
+            outputs[OBJECT_LOGIT] = logit.view(*outer, 1)
         return outputs
 
 
