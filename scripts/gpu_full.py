@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from spin_nerfstudio.data.synthetic import SceneSpec, make_scene
-from spin_nerfstudio.demo import train
+from spin_nerfstudio.demo import demo_config, train
 from spin_nerfstudio.evaluation.evaluate import evaluate_pipeline
 from spin_nerfstudio.pipeline import STAGES_FILE
 from spin_nerfstudio.spin_config import spin_inpaint_config
@@ -32,26 +32,21 @@ def main() -> None:
     p.add_argument("--rays", type=int, default=4096)
     args = p.parse_args()
     scene = make_scene(args.output / "scene", SceneSpec(seed=args.seed))
-    config = spin_inpaint_config()
-    config.data = scene
-    config.pipeline.datamanager.data = scene
-    config.pipeline.datamanager.train_num_rays_per_batch = args.rays
-    config.output_dir = args.output / "runs"
+    total, reconstruct, mask = args.steps
+    iterations = {"reconstruct": reconstruct, "mask": mask, "total": total}
+    config = demo_config(
+        scene, scene / "prompts.json", args.output, args.device, iterations, base=spin_inpaint_config()
+    )
     config.experiment_name = "full"
-    config.timestamp = "run"
-    config.vis = "tensorboard"
-    config.machine.device_type = args.device
-    config.pipeline.prompt_file = scene / "prompts.json"
+    config.pipeline.datamanager.train_num_rays_per_batch = args.rays
     config.pipeline.model.encoding = args.encoding
     config.pipeline.model.implementation = "torch"
-    config.max_num_iterations, config.pipeline.reconstruct_steps, config.pipeline.mask_steps = args.steps
-    config.steps_per_save = args.steps[0]
     config.steps_per_eval_batch = config.steps_per_eval_image = 1_000_000
     t0 = time.time()
     trainer = train(config)
     t_train = time.time() - t0
     run_dir = Path(config.get_base_dir())
-    metrics, _ = evaluate_pipeline(trainer.pipeline, run_dir, args.steps[0], scene / "masks", scene / "background")
+    metrics, _ = evaluate_pipeline(trainer.pipeline, run_dir, total, scene / "masks", scene / "background")
     metrics.pop("per_view", None)
     metrics["train_seconds"] = t_train
     metrics["stage_seconds"] = json.loads((run_dir / STAGES_FILE).read_text())["seconds"]

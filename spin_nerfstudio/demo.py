@@ -6,13 +6,16 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import TYPE_CHECKING, Dict, Optional
 
 import numpy as np
 import torch
 
 from spin_nerfstudio.data.synthetic import SceneSpec, make_scene
 from spin_nerfstudio.prompts import SpinInputError
+
+if TYPE_CHECKING:
+    from spin_nerfstudio.trainer import SpinTrainerConfig
 
 MARKER = ".spin-demo"
 REPO_PROMPTS = Path(__file__).resolve().parents[1] / "configs" / "demo_prompts.json"
@@ -38,11 +41,18 @@ def train(config) -> object:
     return trainer
 
 
-def demo_config(scene: Path, prompt_file: Path, output: Path, device: str, iterations: Optional[Dict[str, int]] = None):
-    """The spin-inpaint-small config for a generated scene, logging to tensorboard (no viewer)."""
+def demo_config(
+    scene: Path,
+    prompt_file: Path,
+    output: Path,
+    device: str,
+    iterations: Optional[Dict[str, int]] = None,
+    base: Optional[SpinTrainerConfig] = None,
+) -> SpinTrainerConfig:
+    """``base`` (default: the spin-inpaint-small config) for a generated scene, logging to tensorboard (no viewer)."""
     from spin_nerfstudio.spin_config import spin_inpaint_small_config
 
-    config = spin_inpaint_small_config()
+    config = base if base is not None else spin_inpaint_small_config()
     config.data = scene
     config.pipeline.datamanager.data = scene
     config.output_dir = output / "runs"

@@ -21,10 +21,14 @@ from typing import Optional
 import numpy as np
 from jaxtyping import Bool, Float, UInt8
 
-from spin_nerfstudio.stage_io import save_png, write_json
+from spin_nerfstudio.stage_io import save_png, stem, write_json
 
 PRIOR_DIR = "field_prior"
 PRIOR_FILE = "field_prior.json"
+
+
+def _prior_png(run_dir: Path, image_name: str) -> Path:
+    return Path(run_dir) / PRIOR_DIR / f"{stem(image_name)}.png"
 
 
 def blend_unseen(
@@ -58,7 +62,7 @@ def blend_unseen(
 
 def save_prior(run_dir: Path, image_name: str, target: UInt8[np.ndarray, "H W 3"], step: int, token: str) -> Path:
     """Write the blended target of ``image_name`` and its record (step, token of the stage outputs it came from)."""
-    path = Path(run_dir) / PRIOR_DIR / f"{Path(image_name).stem}.png"
+    path = _prior_png(run_dir, image_name)
     save_png(path, target)
     write_json(Path(run_dir) / PRIOR_FILE, {"image": image_name, "step": int(step), "token": token})
     return path
@@ -72,13 +76,11 @@ def load_prior(
 
     from PIL import Image
 
-    record_path = Path(run_dir) / PRIOR_FILE
-    path = Path(run_dir) / PRIOR_DIR / f"{Path(image_name).stem}.png"
     try:
-        record = json.loads(record_path.read_text())
+        record = json.loads((Path(run_dir) / PRIOR_FILE).read_text())
         if record.get("image") != image_name or record.get("token") != token:
             return None
-        target = np.asarray(Image.open(path).convert("RGB"))
+        target = np.asarray(Image.open(_prior_png(run_dir, image_name)).convert("RGB"))
     except (OSError, ValueError, AttributeError):
         return None
     if target.shape != tuple(shape):
