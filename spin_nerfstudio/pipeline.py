@@ -169,17 +169,24 @@ class SpinPipelineConfig(VanillaPipelineConfig):
     """Dilation iterations; None scales SPIn-NeRF's 5 iterations at 1008 px to this image width (at least 1)."""
     reference_image: Optional[str] = None
     """Image whose inpainted colour is fitted directly inside the mask; None takes the first clicked image."""
-    field_prior_fraction: float = 0.0
+    field_prior_fraction: float = 0.67
     """Share of the inpainted fit trained without the reference view's 2D-inpainted colour (the field fills the
     unseen pixels from the other views alone); then the reference view's unseen masked pixels take a blend of the 2D
-    fill and the field's render as their target (inpainting/field_prior.py; written to RUN/field_prior/). 0 (the
-    default) fits the 2D fill from the start, 1 never. Off by default: with imperfect masks the render carries
-    remnants of the object into the target (see README, "The field's fill as a second opinion")."""
+    fill and the field's render as their target (inpainting/field_prior.py; written to RUN/field_prior/). 0 fits the
+    2D fill from the start (the behaviour before the prior), 1 never fits it (see README, "The field's fill as a
+    second opinion")."""
     field_prior_weight: float = 0.5
     """Weight of the field's render in that blend (0: the 2D fill only, 1: the render only)."""
     field_prior_max_difference: float = 1.0
     """Unseen pixels where the render and the 2D fill differ by more than this (any channel, colours in [0, 1]) keep
     the 2D fill: there the render more likely shows a remnant of the object than the background. 1 blends all."""
+    field_prior_object_colours: bool = True
+    """Keep the 2D fill in every region where the render shows the removed object's colours (colour histograms of
+    the object's and the background's pixels; inpainting/field_prior.py), so a sliver of the object that the masks
+    missed in some views is not blended into the target."""
+    field_prior_object_tolerance: float = 0.1
+    """How far (any channel, colours in [0, 1]) the render must depart from the 2D fill for a pixel to join an
+    object-coloured region that keeps the fill (the remnant's blurred edges)."""
     lpips_net: Literal["alex", "vgg"] = "alex"
     """Backbone of the perceptual loss (SPIn-NeRF uses vgg; alex is cheaper on a CPU)."""
     lpips_weights: Optional[Path] = None
@@ -878,8 +885,9 @@ class SpinPipeline(VanillaPipeline):
             render = render_views(self.model, dm.train_dataset.cameras, [ref], keys=("rgb",), progress=False)
             cfg = self.config
             try:
+                keep = self._object_like(fill, render["rgb"][0], unseen) if cfg.field_prior_object_colours else None
                 target = fp.blend_unseen(
-                    fill, render["rgb"][0], unseen, cfg.field_prior_weight, cfg.field_prior_max_difference
+                    fill, render["rgb"][0], unseen, cfg.field_prior_weight, cfg.field_prior_max_difference, keep
                 )
             except ValueError as err:
                 fail(f"field prior at step {step} ({name}): {err}")
@@ -887,6 +895,8 @@ class SpinPipeline(VanillaPipeline):
                 fp.save_prior(self.run_dir, name, target, step, token)
             gate = cfg.field_prior_max_difference
             where = f" where the two differ by at most {gate:g}" if gate < 1 else ""
+            if keep is not None:
+                where += f"; {int(keep.sum())} pixels where the render shows the object's colours keep the 2D fill"
             CONSOLE.print(
                 f"spin-nerfstudio: field prior: {int(unseen.sum())} unseen masked pixels of {name} now target "
                 f"{1 - cfg.field_prior_weight:g} x 2D fill + {cfg.field_prior_weight:g} x the field's render{where} "
@@ -895,6 +905,17 @@ class SpinPipeline(VanillaPipeline):
             )
         colour[ref] = torch.from_numpy(target).to(colour) / 255.0
         dm.set_view_data(INPAINTED_RGB, colour)
+
+    def _object_like(self, fill: np.ndarray, render: np.ndarray, unseen: np.ndarray) -> np.ndarray:
+        """Unseen pixels of the reference view whose render looks like the removed object (they keep the fill)."""
+        dm = self.datamanager
+        images = dm.images_uint8()
+        obj = dm.view_data(OBJECT_MASK)[..., 0].cpu().numpy() > 0.5
+        background = dm.view_data(REMOVAL_MASK)[..., 0].cpu().numpy() <= 0.5
+        if not (unseen.any() and obj.any() and background.any()):
+            return np.zeros_like(unseen)
+        probability = fp.object_colour_probability(render, images[obj], images[background])
+        return fp.object_like_regions(fill, render, unseen, probability, self.config.field_prior_object_tolerance)
 
     # ------------------------------------------------------------------ LPIPS patches
     def _lpips_due(self, step: int) -> bool:

@@ -56,6 +56,7 @@ def check_pipeline_values(pipeline) -> None:
     _number(pipeline.field_prior_fraction, _flag(p, "field_prior_fraction"), 0, 1)
     _number(pipeline.field_prior_weight, _flag(p, "field_prior_weight"), 0, 1)
     _number(pipeline.field_prior_max_difference, _flag(p, "field_prior_max_difference"), 0, 1)
+    _number(pipeline.field_prior_object_tolerance, _flag(p, "field_prior_object_tolerance"), 0, 1)
     _number(pipeline.visibility.depth_tolerance, _flag(p, "visibility.depth_tolerance"), 0, 10)
     _number(pipeline.visibility.min_views, _flag(p, "visibility.min_views"), 1, integer=True)
     m = "pipeline.model."

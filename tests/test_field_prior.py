@@ -11,9 +11,17 @@ import pytest
 from conftest import TINY_STEPS, ns_train_args, run_cli
 from PIL import Image
 
-from spin_nerfstudio.inpainting.field_prior import PRIOR_DIR, PRIOR_FILE, blend_unseen, load_prior, save_prior
+from spin_nerfstudio.inpainting.field_prior import (
+    PRIOR_DIR,
+    PRIOR_FILE,
+    blend_unseen,
+    load_prior,
+    object_colour_probability,
+    object_like_regions,
+    save_prior,
+)
 
-# A short refit from the tiny run's stage outputs with the prior switched on (it is off by default).
+# A short refit from the tiny run's stage outputs with the blend halfway (the default is two thirds in).
 PRIOR_STEPS = dict(TINY_STEPS, total=60)
 BLEND_STEP = 30  # field-prior-fraction 0.5 of a 60-step fit that starts at step 0 (reused stages)
 
@@ -79,6 +87,53 @@ def test_blend_refuses_bad_input() -> None:
         blend_unseen(fill, render, unseen, 0.5)
 
 
+def _object_and_background_pixels():
+    rng = np.random.default_rng(1)
+    red = np.clip(rng.normal((200, 30, 30), 8, size=(400, 3)), 0, 255).astype(np.uint8)
+    grey = np.clip(rng.normal((120, 125, 118), 10, size=(4000, 3)), 0, 255).astype(np.uint8)
+    return red, grey
+
+
+def test_object_colour_probability_separates_the_object_from_the_background() -> None:
+    red, grey = _object_and_background_pixels()
+    colours = np.array([[200, 30, 30], [190, 40, 35], [120, 125, 118], [30, 30, 220]], np.float64) / 255.0
+    p = object_colour_probability(colours, red, grey)
+    assert p.shape == (4,)
+    assert p[0] > 0.95 and p[1] > 0.95  # object colours (one a little off the mean)
+    assert p[2] < 0.05  # the background colour
+    assert abs(p[3] - 0.5) < 1e-6  # blue: neither class has it
+    with pytest.raises(ValueError, match="no object or background pixels"):
+        object_colour_probability(colours, red[:0], grey)
+
+
+def _remnant_scene():
+    """A grey fill; the render adds a red remnant with a blurred fringe and, apart from it, a lighter patch."""
+    fill = np.full((12, 16, 3), (120, 125, 118), np.uint8)
+    render = fill / 255.0
+    render[4:7, 3:6] = (200 / 255, 30 / 255, 30 / 255)  # the remnant
+    render[3, 2:7] = render[7, 2:7] = (150 / 255, 95 / 255, 90 / 255)  # its fringe: departs, not object-coloured
+    render[4:8, 10:14] += 0.2  # a lighter patch of background: departs, not object-coloured
+    unseen = np.zeros((12, 16), bool)
+    unseen[1:11, 1:15] = True
+    return fill, render, unseen
+
+
+def test_object_like_regions_take_the_remnant_with_its_fringe_and_nothing_else() -> None:
+    fill, render, unseen = _remnant_scene()
+    red, grey = _object_and_background_pixels()
+    keep = object_like_regions(fill, render, unseen, object_colour_probability(render, red, grey), 0.1)
+    expected = np.zeros_like(unseen)
+    expected[4:7, 3:6] = expected[3, 2:7] = expected[7, 2:7] = True
+    np.testing.assert_array_equal(keep, expected)
+    out = blend_unseen(fill, render, unseen, 0.5, keep_fill=keep)
+    np.testing.assert_array_equal(out[keep], fill[keep])  # remnant and fringe keep the fill
+    assert (out[5, 11] > fill[5, 11]).all()  # the lighter patch is blended in
+    none = object_like_regions(fill, render, unseen, np.zeros(unseen.shape), 0.1)
+    assert not none.any()  # no object-coloured pixel: nothing is kept back
+    with pytest.raises(ValueError, match="shapes differ: keep_fill"):
+        blend_unseen(fill, render, unseen, 0.5, keep_fill=keep[:5])
+
+
 def test_saved_prior_loads_only_for_its_image_token_and_shape(tmp_path: Path) -> None:
     fill, render, unseen = _fill_render_unseen()
     target = blend_unseen(fill, render, unseen, 0.5)
@@ -95,9 +150,14 @@ def test_saved_prior_loads_only_for_its_image_token_and_shape(tmp_path: Path) ->
     assert load_prior(tmp_path / "missing", "003.png", "tok", target.shape) is None
 
 
-def test_default_run_fits_the_plain_2d_fill(tiny_run: Path) -> None:
-    assert not (tiny_run / PRIOR_FILE).exists() and not (tiny_run / PRIOR_DIR).exists()
-    assert "held back" not in (tiny_run / "train.log").read_text()
+def test_default_run_blends_the_prior_two_thirds_into_the_inpainted_fit(tiny_run: Path) -> None:
+    start = TINY_STEPS["reconstruct"] + TINY_STEPS["mask"]
+    at = start + round(0.67 * (TINY_STEPS["total"] - start))  # the default field-prior-fraction is 0.67
+    record = json.loads((tiny_run / PRIOR_FILE).read_text())
+    assert record["step"] == at and (tiny_run / PRIOR_DIR / record["image"]).is_file()
+    log = " ".join((tiny_run / "train.log").read_text().split())
+    assert f"the reference view's 2D fill is held back until step {at}" in log
+    assert "pixels where the render shows the object's colours keep the 2D fill" in log
 
 
 def test_run_holds_back_the_reference_fill_then_blends_it(prior_run: Path, tiny_scene: Path) -> None:

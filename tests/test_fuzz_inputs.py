@@ -144,6 +144,7 @@ CONFIG_FIELDS = {
     "pipeline.field_prior_fraction": FLOATS,
     "pipeline.field_prior_weight": FLOATS,
     "pipeline.field_prior_max_difference": FLOATS,
+    "pipeline.field_prior_object_tolerance": FLOATS,
     "pipeline.reference_image": st.none() | st.sampled_from(NAMES + ["nope.png", "images/004.png"]),
     "pipeline.model.mask_threshold": FLOATS,
     "pipeline.model.depth_loss_mult": FLOATS,
