@@ -12,8 +12,8 @@ def _row(method: str, fits) -> dict:
     return row
 
 
-def _seed(seed: int, ours, plain, masked, flat: float) -> dict:
-    return {
+def _seed(seed: int, ours, plain, masked, flat: float, no_prior=None) -> dict:
+    seed_figures = {
         "seed": seed,
         "mask_iou": 1.0,
         "seconds": 120.0,
@@ -26,6 +26,11 @@ def _seed(seed: int, ours, plain, masked, flat: float) -> dict:
         "inpainters_2d": {"biharmonic": {"masked_psnr": 33.0, "masked_ssim": 0.9}},
         "seen": {"seen_fraction": 0.25, "seen_colour_psnr": 40.0, "target_masked_psnr": 33.0},
     }
+    if no_prior is not None:
+        seed_figures["methods"]["no_prior"] = _row(
+            "no_prior", [{"masked_psnr": v, "masked_ssim": 0.88} for v in no_prior]
+        )
+    return seed_figures
 
 
 def test_table_means_spreads_and_gains() -> None:
@@ -51,3 +56,19 @@ def test_table_means_spreads_and_gains() -> None:
     assert "ours - masked NeRF: 1.00 dB masked PSNR (per seed: 1.50 / 0.50)" in table
     assert "ours - 2D inpainting: 4.25 dB masked PSNR (per seed: 5.00 / 3.50)" in table
     assert "mean of 2 fits" in table
+
+
+def test_table_shows_the_no_prior_ablation_only_when_every_seed_has_it() -> None:
+    base = {"scene": {}, "iterations": {}, "device": "cpu", "masks": "truth", "repeats": 2}
+    seeds = [
+        _seed(0, [36.0, 38.0], [34.0, 34.0], [35.0, 36.0], 32.0, no_prior=[35.0, 36.0]),
+        _seed(1, [34.0, 35.0], [33.0, 33.0], [34.0, 34.0], 31.0, no_prior=[34.0, 34.0]),
+    ]
+    table = figures_table(dict(base, seeds=seeds))
+    lines = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| ")}
+    assert lines["| ours without the field prior (ablation)"].endswith(
+        "| 34.75 | 0.880 | null | 35.50 / 34.00 | 0.50 |"
+    )
+    assert "ours - ablation without the field prior: 1.00 dB masked PSNR (per seed: 1.50 / 0.50)" in table
+    older = figures_table(dict(base, seeds=[seeds[0], _seed(1, [34.0], [33.0], [34.0], 31.0)]))  # seed 1 predates it
+    assert "without the field prior" not in older and "ours - masked NeRF" in older

@@ -11,10 +11,11 @@ For every seed a scene with ground truth is generated and
    SPIn-NeRF's benchmark gives its training masks), so the figures measure inpainting, not segmentation; the
    reconstruction then runs for the reconstruct + mask steps, so the inpainted fit has the same steps either way.
    ``--masks clicks`` segments from the scene's click instead;
-3. an ablation refits the same run from the same stage outputs with plain 2D-inpainted targets (visibility-aware
-   targets off), so the only difference from ours is the targets. Ours, this ablation and the masked NeRF are each
-   fitted ``--repeats`` times from the run's stage outputs with different random seeds, and averaged: one fit's
-   masked PSNR varies by 1-3 dB with the seed;
+3. two ablations refit the same run from the same stage outputs, each with one thing changed: plain 2D-inpainted
+   targets (visibility-aware targets off), and no field prior (the reference view's 2D fill fitted from the
+   start, ``field_prior_fraction`` 0). Ours, the ablations and the masked NeRF are each fitted ``--repeats`` times
+   from the run's stage outputs with different random seeds, and averaged: one fit's masked PSNR varies by 1-3 dB
+   with the seed;
 4. the share of removal-mask pixels that were seen elsewhere is read from the run, and the seen colours are
    scored against the ground truth.
 
@@ -38,6 +39,7 @@ import numpy as np
 ROWS = (
     ("ours", "ours (seen-elsewhere + 2D targets)"),
     ("plain_targets", "ours without seen-elsewhere targets (ablation)"),
+    ("no_prior", "ours without the field prior (ablation)"),
     ("inpainted_2d", "each view inpainted in 2D on its own"),
     ("masked_nerf", "masked NeRF (never trained on masked pixels)"),
 )
@@ -96,7 +98,7 @@ def seen_accuracy(run_dir: Path, scene: Path) -> Dict[str, Optional[float]]:
     }
 
 
-REFITS = ("ours", "plain_targets", "masked_nerf")
+REFITS = ("ours", "plain_targets", "no_prior", "masked_nerf")
 """Methods fitted from the run's stage outputs, ``repeats`` times each with different random seeds."""
 RUN_DONE = "_figures_run_complete.json"
 """Marker of a finished removal run in a seed's folder (a later call reuses it)."""
@@ -110,6 +112,8 @@ def _refit_change(method: str, repeat: int):
         cfg.machine.seed = 42 + repeat
         if method == "plain_targets":
             cfg.pipeline.visibility.enabled = False
+        elif method == "no_prior":
+            cfg.pipeline.field_prior_fraction = 0.0
         elif method == "masked_nerf":
             masked_nerf(cfg)
 
@@ -223,14 +227,17 @@ def figures_table(figures: Dict[str, object]) -> str:
         f"Generated scenes: {figures['scene']}; schedule {figures['iterations']}; device {figures['device']}; "
         f"removal masks from {'the ground truth' if figures.get('masks') == 'truth' else 'the click'}.",
         "Masked metrics are inside the ground-truth object masks of every training view (mean over views). "
-        f"Ours, the ablation and the masked NeRF are each the mean of {figures.get('repeats', 1)} fits with "
+        f"Ours, the ablations and the masked NeRF are each the mean of {figures.get('repeats', 1)} fits with "
         "different random seeds from the same stage outputs; the spread column is the mean over seeds of "
         "(best - worst fit) masked PSNR.",
         "",
         f"| method | masked PSNR (mean) | masked SSIM (mean) | masked LPIPS (mean) | masked PSNR: {head} | spread |",
         "|---|---|---|---|---|---|",
     ]
+    present = [key for key, _ in ROWS if all(key in s["methods"] for s in seeds)]  # type: ignore[operator]
     for key, label in ROWS:
+        if key not in present:  # figures written before the row existed
+            continue
         vals = [s["methods"][key] for s in seeds]  # type: ignore[index]
         per_seed = " / ".join(_fmt(v.get("masked_psnr")) for v in vals)
         spreads = [_spread(v) for v in vals]
@@ -244,8 +251,11 @@ def figures_table(figures: Dict[str, object]) -> str:
     for key, label in (
         ("inpainted_2d", "2D inpainting"),
         ("masked_nerf", "masked NeRF"),
-        ("plain_targets", "ablation"),
+        ("plain_targets", "ablation without seen-elsewhere targets"),
+        ("no_prior", "ablation without the field prior"),
     ):
+        if key not in present:
+            continue
         other = [s["methods"][key]["masked_psnr"] for s in seeds]  # type: ignore[index]
         gains = [a - b for a, b in zip(ours, other) if a is not None and b is not None]
         lines.append(
