@@ -238,7 +238,7 @@ def figures_table(figures: Dict[str, object]) -> str:
         f"| method | masked PSNR (mean) | masked SSIM (mean) | masked LPIPS (mean) | masked PSNR: {head} | spread |",
         "|---|---|---|---|---|---|",
     ]
-    present = [key for key, _ in ROWS if all(key in s["methods"] for s in seeds)]  # type: ignore[operator]
+    present = {key for key, _ in ROWS if all(key in s["methods"] for s in seeds)}  # type: ignore[operator]
     for key, label in ROWS:
         if key not in present:  # figures written before the row existed
             continue

@@ -45,6 +45,11 @@ def _prior_png(run_dir: Path, image_name: str) -> Path:
     return Path(run_dir) / PRIOR_DIR / f"{stem(image_name)}.png"
 
 
+def _difference(fill: UInt8[np.ndarray, "H W 3"], render: Float[np.ndarray, "H W 3"]) -> Float[np.ndarray, "H W"]:
+    """Largest per-channel difference between the render (clipped to [0, 1]) and the uint8 fill, on a [0, 1] scale."""
+    return np.abs(np.clip(render, 0.0, 1.0) - fill / 255.0).max(axis=-1)
+
+
 def _histogram(pixels: UInt8[np.ndarray, "N 3"]) -> Float[np.ndarray, "B B B"]:
     from scipy import ndimage
 
@@ -93,7 +98,7 @@ def object_like_regions(
     objectish = unseen & (object_probability > 0.5)
     if not objectish.any():
         return np.zeros_like(unseen)
-    departs = unseen & (np.abs(np.clip(render, 0.0, 1.0) - fill / 255.0).max(axis=-1) > tolerance)
+    departs = unseen & (_difference(fill, render) > tolerance)
     labels, _ = ndimage.label(departs | objectish, structure=np.ones((3, 3), bool))
     bad = np.unique(labels[objectish])
     return np.isin(labels, bad[bad > 0])
@@ -125,7 +130,7 @@ def blend_unseen(
         raise ValueError("the field's render has NaN or infinite values")
     render = np.clip(render, 0.0, 1.0).astype(np.float64)
     blended = (1.0 - weight) * fill.astype(np.float64) + weight * 255.0 * render
-    close = np.abs(render - fill / 255.0).max(axis=-1) <= max_difference
+    close = _difference(fill, render) <= max_difference
     use = unseen & close
     if keep_fill is not None:
         use &= ~keep_fill
