@@ -98,6 +98,7 @@ STAGE_DIRS = (
     INPAINTED_DEPTH_DIR,
     vis.SEEN_DIR,
     vis.TARGETS_DIR,
+    vis.DEPTH_DIR,
     fp.PRIOR_DIR,
 )
 # Stage boundaries (keys of the lineage carried by checkpoints).
@@ -758,10 +759,14 @@ class SpinPipeline(VanillaPipeline):
         names = self.datamanager.image_names
         seen_dir = self._folder(vis.SEEN_DIR, "png", token)
         target_dir = self._folder(vis.TARGETS_DIR, "png", token)
-        if seen_dir.complete and target_dir.complete:  # a resumed run: these views were all written already
-            seen, done = seen_dir.existing(), target_dir.existing()
+        depth_dir = self._folder(vis.DEPTH_DIR, "npy", token) if self._corrects_depth() else None
+        if seen_dir.complete and target_dir.complete and (depth_dir is None or depth_dir.complete):
+            seen, done = seen_dir.existing(), target_dir.existing()  # a resumed run: all views written already
+            depth = depth_dir.existing() if depth_dir is not None else {}
             targets = vis.VisibilityTargets(
-                seen=[seen[i] > 0 for i in range(len(names))], targets=[done[i] for i in range(len(names))]
+                seen=[seen[i] > 0 for i in range(len(names))],
+                targets=[done[i] for i in range(len(names))],
+                depth=[depth[i] for i in range(len(names))] if depth else [],
             )
         else:
             targets = vis.seen_elsewhere_targets(
@@ -771,8 +776,12 @@ class SpinPipeline(VanillaPipeline):
             for i in range(len(names)):
                 seen_dir.put(i, targets.seen[i])
                 target_dir.put(i, targets.targets[i])
+                if depth_dir is not None:
+                    depth_dir.put(i, targets.depth[i])
             seen_dir.finish()
             target_dir.finish()
+            if depth_dir is not None:
+                depth_dir.finish()
         summary = targets.summary(names, removal)
         if self.run_dir is not None:
             write_json(self.run_dir / vis.SUMMARY_FILE, summary)
@@ -785,11 +794,16 @@ class SpinPipeline(VanillaPipeline):
         )
         return targets
 
+    def _corrects_depth(self) -> bool:
+        """Whether the seen-elsewhere stage also corrects the depth prior (visibility.VisibilityConfig)."""
+        v = self.config.visibility
+        return v.enabled and v.search == "sweep" and v.correct_depth
+
     def _restore_targets(self, folder: Path, removal, rgb, depth, tokens) -> Optional[vis.VisibilityTargets]:
         """Seen-elsewhere targets of a resumed inpainted fit: reloaded, else computed again (they are cheap)."""
         if not self.config.visibility.enabled:
             return None
-        targets = vis.load_targets(folder, self.datamanager.image_names, tokens)
+        targets = vis.load_targets(folder, self.datamanager.image_names, tokens, with_depth=self._corrects_depth())
         if targets is not None:
             return targets
         return self._seen_elsewhere(removal, rgb, depth, self._stage_token() or uuid.uuid4().hex)
@@ -812,6 +826,8 @@ class SpinPipeline(VanillaPipeline):
         if targets is not None:
             dm.set_view_data(SEEN_MASK, torch.from_numpy(np.stack(targets.seen)).float()[..., None])
             dm.set_view_data(SEEN_RGB, torch.from_numpy(np.stack(targets.targets)).float() / 255.0)
+        if targets is not None and targets.depth:  # the depth prior with what other views saw (visibility.py)
+            inpainted_depth = targets.depth
         dm.set_view_data(INPAINTED_DEPTH, torch.from_numpy(np.stack(inpainted_depth)).float()[..., None])
         ref = torch.zeros(len(masks), *masks[0].shape, 1)
         ref[self.reference_index()] = 1.0
@@ -987,7 +1003,7 @@ class SpinPipeline(VanillaPipeline):
             token = folder_token(src / folder)
             self.lineage[name] = {"token": token or uuid.uuid4().hex, "step": step}
         if self.run_dir is not None and self.run_dir.resolve() != src.resolve():
-            extra = (vis.SEEN_DIR, vis.TARGETS_DIR) if self.config.visibility.enabled else ()
+            extra = (vis.SEEN_DIR, vis.TARGETS_DIR, vis.DEPTH_DIR) if self.config.visibility.enabled else ()
             for name in (*folders, *extra):  # seen-elsewhere targets only where this fit uses them
                 if (src / name).is_dir():
                     copy_stage_folder(src / name, self.run_dir / name)

@@ -59,6 +59,11 @@ def check_pipeline_values(pipeline) -> None:
     _number(pipeline.field_prior_object_tolerance, _flag(p, "field_prior_object_tolerance"), 0, 1)
     _number(pipeline.visibility.depth_tolerance, _flag(p, "visibility.depth_tolerance"), 0, 10)
     _number(pipeline.visibility.min_views, _flag(p, "visibility.min_views"), 1, integer=True)
+    _number(pipeline.visibility.sweep_samples, _flag(p, "visibility.sweep_samples"), 2, 4096, integer=True)
+    if pipeline.visibility.search not in ("sweep", "inpainted"):
+        raise SpinInputError(
+            f"{_flag(p, 'visibility.search')}: expected 'sweep' or 'inpainted', got {pipeline.visibility.search!r}"
+        )
     m = "pipeline.model."
     model = pipeline.model
     for name in (

@@ -74,17 +74,70 @@ def test_seen_pixels_get_the_true_background(scene: Scene) -> None:
     assert np.mean(gain) > 3.0, gain
 
 
+LIFT = vis.VisibilityConfig(search="inpainted")
+
+
 def test_depth_check_rejects_occluded_witnesses(scene: Scene) -> None:
-    # every other view "sees" a surface at half the distance: no lifted point is visible there
+    # lifting with the inpainted depth: every other view "sees" a surface at half the distance, so no lifted point
+    # is visible there
     nearer = [d * 0.5 for d in scene.depth]
-    t = scene.targets(rendered_depth=nearer)
-    assert sum(s.sum() for s in t.seen) == 0
+    t = scene.targets(rendered_depth=nearer, config=LIFT)
+    assert sum(s.sum() for s in t.seen) == 0 and not t.depth
     assert all(np.array_equal(tt, r) for tt, r in zip(t.targets, scene.rgb2d))
     # the tolerance matters: an 8% depth error is rejected at the default 5% slack and accepted at 15%
     off = [d * 1.08 for d in scene.depth]
-    strict = scene.targets(rendered_depth=off)
-    loose = scene.targets(rendered_depth=off, config=vis.VisibilityConfig(depth_tolerance=0.15))
+    strict = scene.targets(rendered_depth=off, config=LIFT)
+    loose = scene.targets(rendered_depth=off, config=vis.VisibilityConfig(search="inpainted", depth_tolerance=0.15))
     assert sum(s.sum() for s in strict.seen) == 0 < sum(s.sum() for s in loose.seen)
+
+
+def test_sweep_needs_no_inpainted_depth_and_corrects_it(scene: Scene) -> None:
+    # a 2D-inpainted depth 15% too far: lifting with it finds (almost) nothing, the sweep is not misled
+    far = [np.where(m, d * 1.15, d) for d, m in zip(scene.depth2d, scene.removal)]
+    lifted = scene.targets(inpainted_depth=far, config=LIFT)
+    swept = scene.targets(inpainted_depth=far)
+    total = sum(m.sum() for m in scene.removal)
+    share_lift = sum(s.sum() for s in lifted.seen) / total
+    share_sweep = sum(s.sum() for s in swept.seen) / total
+    assert share_lift < 0.02 and share_sweep > 0.3, (share_lift, share_sweep)
+    errors = []
+    for i, (seen, removal) in enumerate(zip(swept.seen, scene.removal)):
+        if seen.any():
+            assert psnr(swept.targets[i] / 255.0, scene.gt["background"][i] / 255.0, seen) > 38.0
+            errors.append(np.abs(swept.depth[i][seen] / scene.depth_bg[i][seen] - 1))
+        assert np.array_equal(swept.depth[i][~removal], far[i][~removal])  # outside the masks: untouched
+    assert np.median(np.concatenate(errors)) < 0.01  # seen pixels get the swept depth: the true background's
+    no_correction = scene.targets(inpainted_depth=far, config=vis.VisibilityConfig(correct_depth=False))
+    assert not no_correction.depth and all(np.array_equal(a, b) for a, b in zip(no_correction.seen, swept.seen))
+
+
+def test_corrected_depth_bends_the_unseen_rest_towards_the_seen_pixels() -> None:
+    prior = np.full((20, 20), 4.0, np.float32)
+    hole = np.zeros((20, 20), bool)
+    hole[4:16, 4:16] = True
+    ys, xs = np.nonzero(hole[:, :10] & (np.arange(20)[None, :10] >= 8))  # a seen column band inside the hole
+    swept = np.full(len(ys), 5.0)  # the other views saw the background 25% farther than the 2D fill
+    depth = vis._corrected_depth(prior, hole, ys, xs, swept)
+    assert np.allclose(depth[ys, xs], 5.0) and np.array_equal(depth[~hole], prior[~hole])
+    rest = hole.copy()
+    rest[ys, xs] = False
+    assert (depth[rest] > 4.0).all() and (depth[rest] < 5.0).all()  # between the rim and what was seen
+    assert depth[10, 10] > depth[10, 14]  # nearer the seen band, nearer its depth
+
+
+def test_sweep_depth_of_rays_no_view_can_check(scene: Scene) -> None:
+    ys, xs = np.nonzero(scene.gt["masks"][0])
+    xy = np.stack([xs, ys], -1).astype(float)
+    found = vis.sweep_background_depth(scene.views, scene.removal, scene.depth, 0, xy, 0.05, 2)
+    truth = scene.depth_bg[0][ys, xs]
+    hit = np.isfinite(found)
+    assert hit.mean() > 0.3 and np.median(np.abs(found[hit] / truth[hit] - 1)) < 0.01
+    # every other view entirely masked: no witness, no depth
+    blind = [scene.removal[0]] + [np.ones_like(m) for m in scene.removal[1:]]
+    assert np.isnan(vis.sweep_background_depth(scene.views, blind, scene.depth, 0, xy, 0.05, 2)).all()
+    # no finite rendered depth under the pixels: no near end for the sweep
+    bad = [np.full_like(scene.depth[0], np.nan)] + list(scene.depth[1:])
+    assert np.isnan(vis.sweep_background_depth(scene.views, scene.removal, bad, 0, xy, 0.05, 2)).all()
 
 
 def test_view_without_mask_is_a_witness(scene: Scene) -> None:
@@ -109,10 +162,13 @@ def test_unknown_depths_are_never_seen(scene: Scene) -> None:
     bad_rendered = [d.copy() for d in scene.depth]
     for d in bad_rendered[1:]:
         d[:] = np.inf
-    t = scene.targets(inpainted_depth=bad_inpainted)
-    assert not t.seen[0].any() and t.seen[2].any()
-    t = scene.targets(rendered_depth=bad_rendered)  # only view 0 can witness anything
+    for config in (vis.VisibilityConfig(), LIFT):
+        t = scene.targets(inpainted_depth=bad_inpainted, config=config)
+        assert not t.seen[0].any() and t.seen[2].any()
+    t = scene.targets(rendered_depth=bad_rendered, config=LIFT)  # only view 0 can witness anything
     assert not t.seen[0].any() and max(int(c.max()) for c in t.witnesses) == 1
+    t = scene.targets(rendered_depth=bad_rendered)  # the sweep needs the source's rendered depth too: nothing
+    assert max(int(c.max()) for c in t.witnesses) == 0
 
 
 def test_min_views(scene: Scene) -> None:
@@ -130,9 +186,13 @@ def test_targets_round_trip_and_summary(scene: Scene, tmp_path: Path) -> None:
     save_views(tmp_path / vis.SEEN_DIR, names, t.seen, token="lineage-a")
     save_views(tmp_path / vis.TARGETS_DIR, names, t.targets, token="lineage-a")
     back = vis.load_targets(tmp_path, names, ["lineage-a"])
-    assert back is not None
+    assert back is not None and not back.depth
     assert all(np.array_equal(a, b) for a, b in zip(back.seen, t.seen))
     assert all(np.array_equal(a, b) for a, b in zip(back.targets, t.targets))
+    assert vis.load_targets(tmp_path, names, ["lineage-a"], with_depth=True) is None  # no corrected depth written
+    save_views(tmp_path / vis.DEPTH_DIR, names, t.depth, kind="npy", token="lineage-a")
+    back = vis.load_targets(tmp_path, names, ["lineage-a"], with_depth=True)
+    assert back is not None and all(np.array_equal(a, b) for a, b in zip(back.depth, t.depth))
     assert vis.load_targets(tmp_path, names, ["another-lineage"]) is None
     assert vis.load_targets(tmp_path / "nowhere", names) is None
     summary = t.summary(names, scene.removal)
