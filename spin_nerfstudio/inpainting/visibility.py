@@ -129,6 +129,15 @@ def _bilinear(
     return val, ys, xs
 
 
+def _witness_views(views: Sequence[PinholeView], removal: Sequence[np.ndarray], source: int, margin: int):
+    """The views that may witness ``source``'s hidden background: (index, view, removal mask grown by ``margin``)."""
+    for j, view in enumerate(views):
+        h, w = removal[j].shape
+        if j == source or h < 2 or w < 2:
+            continue
+        yield j, view, (removal[j] if margin <= 0 else dilate(removal[j], 2 * margin + 1, 1))
+
+
 def witness_colours(
     views: Sequence[PinholeView],
     images: Sequence[UInt8[np.ndarray, "H W 3"]],
@@ -141,13 +150,8 @@ def witness_colours(
 ) -> Float[np.ndarray, "V N 3"]:
     """Colour of each 3D point in every other view that sees it unmasked (NaN where a view is no witness)."""
     out = np.full((len(views), len(points), 3), np.nan)
-    for j, view in enumerate(views):
-        if j == source:
-            continue
-        blocked = removal[j] if margin <= 0 else dilate(removal[j], 2 * margin + 1, 1)
-        h, w = removal[j].shape
-        if h < 2 or w < 2:
-            continue
+    for j, view, blocked in _witness_views(views, removal, source, margin):
+        h, w = blocked.shape
         xy, z, dist = view.project(points)
         x, y = xy[:, 0], xy[:, 1]
         inside = (z > 1e-6) & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
@@ -205,13 +209,8 @@ def sweep_background_depth(
     dt = np.diff(t, axis=1)
     rows = np.arange(m)
     crossings = np.full((len(views), m), np.nan)
-    for j, other in enumerate(views):
-        if j == source:
-            continue
-        hj, wj = removal[j].shape
-        if hj < 2 or wj < 2:
-            continue
-        blocked = removal[j] if margin <= 0 else dilate(removal[j], 2 * margin + 1, 1)
+    for j, other, blocked in _witness_views(views, removal, source, margin):
+        hj, wj = blocked.shape
         pxy, z, dist = other.project(points)
         x, y = pxy[:, 0], pxy[:, 1]
         inside = (z > 1e-6) & (x >= 0) & (x <= wj - 1) & (y >= 0) & (y <= hj - 1)
