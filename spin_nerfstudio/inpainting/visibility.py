@@ -214,9 +214,9 @@ def sweep_background_depth(
         pxy, z, dist = other.project(points)
         x, y = pxy[:, 0], pxy[:, 1]
         inside = (z > 1e-6) & (x >= 0) & (x <= wj - 1) & (y >= 0) & (y <= hj - 1)
-        surface, ys, xs = _bilinear(rendered_depth[j], np.clip(x, 0, wj - 1), np.clip(y, 0, hj - 1))
-        surface = surface[:, 0]
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"):  # an infinite rendered depth gives NaN surfaces: never crossed
+            surface, ys, xs = _bilinear(rendered_depth[j], np.clip(x, 0, wj - 1), np.clip(y, 0, hj - 1))
+            surface = surface[:, 0]
             ok = (inside & ~blocked[ys, xs].any(axis=0) & np.isfinite(surface)).reshape(m, k)
             gap = (dist - surface).reshape(m, k)
             jump = (gap[:, 1:] - gap[:, :-1]) <= 2.0 * dt + depth_tolerance * surface.reshape(m, k)[:, 1:]
