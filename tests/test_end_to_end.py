@@ -28,6 +28,7 @@ def test_every_stage_wrote_its_outputs(tiny_run, tiny_scene):
         "inpainted_depth",
         "seen_elsewhere",
         "inpainted_targets",
+        "seen_depth",
     ):
         marker = json.loads((tiny_run / folder / "_complete.json").read_text())
         assert marker["views"] == [n[:-4] for n in names], folder
@@ -144,6 +145,13 @@ def test_seen_elsewhere_outputs_are_consistent(tiny_run, tiny_scene):
     for r, s, t, i, img in zip(removal, seen, targets, inpainted, images):
         assert not (s & ~r).any()
         assert np.array_equal(t[~r], img[~r]) and np.array_equal(i[~r], img[~r])
+    # the depth prior corrected by the sweep: the 2D-inpainted depth outside the masks, the swept depth where seen
+    for n, r in zip(names, removal):
+        prior = np.load(tiny_run / "inpainted_depth" / f"{n[:-4]}.npy")
+        corrected = np.load(tiny_run / "seen_depth" / f"{n[:-4]}.npy")
+        assert np.array_equal(corrected[~r], prior[~r]) and np.isfinite(corrected).all() and (corrected > 0).all()
+    assert any(not np.allclose(np.load(tiny_run / "seen_depth" / f"{n[:-4]}.npy")[s],
+                               np.load(tiny_run / "inpainted_depth" / f"{n[:-4]}.npy")[s]) for n, s in zip(names, seen))  # fmt: skip
     log = " ".join((tiny_run / "train.log").read_text().split())
     share = summary["seen_fraction"]
     assert f"({share:.1%}) were seen unmasked in other views" in log

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from spin_nerfstudio.evaluation.figures import figures_table
 
 
@@ -72,3 +74,27 @@ def test_table_shows_the_no_prior_ablation_only_when_every_seed_has_it() -> None
     assert "ours - ablation without the field prior: 1.00 dB masked PSNR (per seed: 1.50 / 0.50)" in table
     older = figures_table(dict(base, seeds=[seeds[0], _seed(1, [34.0], [33.0], [34.0], 31.0)]))  # seed 1 predates it
     assert "without the field prior" not in older and "ours - masked NeRF" in older
+
+
+def test_depth_prior_errors_against_the_true_background(tmp_path) -> None:
+    import json
+
+    import numpy as np
+
+    from spin_nerfstudio.data.synthetic import SceneSpec, load_ground_truth, make_scene
+    from spin_nerfstudio.evaluation.figures import depth_prior_errors
+    from spin_nerfstudio.stage_io import save_views
+
+    scene = make_scene(tmp_path / "scene", SceneSpec(num_views=3, width=40, height=30, seed=1), llff=False)
+    gt = load_ground_truth(scene)
+    tf = json.loads((scene / "transforms.json").read_text())
+    u, v = np.meshgrid(np.arange(40) + 0.5, np.arange(30) + 0.5)
+    stretch = np.sqrt(((u - tf["cx"]) / tf["fl_x"]) ** 2 + ((v - tf["cy"]) / tf["fl_y"]) ** 2 + 1)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "dataparser_transforms.json").write_text(json.dumps({"scale": 0.5}))
+    truth = [0.5 * z * stretch for z in gt["depth_background"]]  # ray distances in the run's scaled units
+    save_views(run / "inpainted_depth", gt["names"], [t * 1.1 for t in truth], kind="npy")
+    assert depth_prior_errors(run, scene) == {"inpainted_depth_error": pytest.approx(0.1), "seen_depth_error": None}
+    save_views(run / "seen_depth", gt["names"], [t * 0.98 for t in truth], kind="npy")
+    assert depth_prior_errors(run, scene)["seen_depth_error"] == pytest.approx(0.02)
