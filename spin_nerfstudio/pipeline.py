@@ -772,6 +772,7 @@ class SpinPipeline(VanillaPipeline):
             targets = vis.seen_elsewhere_targets(
                 self._views(), self.datamanager.images_uint8(), removal, inpainted, inpainted_depth, self._depths,
                 self.config.visibility,
+                lambda views: track(views, description="Finding background seen elsewhere", transient=True),
             )  # fmt: skip
             for i in range(len(names)):
                 seen_dir.put(i, targets.seen[i])

@@ -35,7 +35,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Literal, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Literal, Optional, Sequence
 
 import numpy as np
 from jaxtyping import Bool, Float, UInt8
@@ -243,8 +243,10 @@ def seen_elsewhere_targets(
     inpainted_depth: Sequence[Float[np.ndarray, "H W"]],
     rendered_depth: Sequence[Float[np.ndarray, "H W"]],
     config: VisibilityConfig,
+    progress: Optional[Callable[[Iterable[int]], Iterable[int]]] = None,
 ) -> VisibilityTargets:
-    """Seen-elsewhere masks and colour targets of every view.
+    """Seen-elsewhere masks and colour targets of every view (``progress`` wraps the loop over views, e.g. a
+    progress bar).
 
     ``rendered_depth`` is the reconstruction's depth (the surface each view sees, object included) and
     ``inpainted_depth`` the object-free depth inside each removal mask; both hold ray distances. Pixels whose
@@ -252,7 +254,8 @@ def seen_elsewhere_targets(
     ``inpainted_rgb`` plus the membrane-filled correction from the seen pixels.
     """
     result = VisibilityTargets()
-    for i, view in enumerate(views):
+    for i in (progress or iter)(range(len(views))):
+        view = views[i]
         mask = np.asarray(removal[i], dtype=bool)
         h, w = mask.shape
         seen = np.zeros((h, w), bool)
