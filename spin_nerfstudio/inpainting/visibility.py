@@ -66,8 +66,7 @@ class VisibilityConfig:
     margin: int = 2
     """Pixels a witness sample must keep from that view's removal mask (its edge may still show the object)."""
     chunk: int = 65536
-    """Masked pixels processed at once (memory bound: chunk x views x 3 floats; the sweep divides it by
-    ``sweep_samples``)."""
+    """Bound on the points handled at once: masked pixels x views (colours) or x ``sweep_samples`` (the sweep)."""
     search: Literal["sweep", "inpainted"] = "sweep"
     """Where along a masked pixel's ray the hidden background lies: ``sweep`` finds where the ray meets the
     surfaces the other views rendered (their unmasked pixels), ``inpainted`` lifts with the 2D-inpainted depth."""
@@ -254,6 +253,7 @@ def seen_elsewhere_targets(
     ``inpainted_rgb`` plus the membrane-filled correction from the seen pixels.
     """
     result = VisibilityTargets()
+    grown = [m if config.margin <= 0 else dilate(np.asarray(m, bool), 2 * config.margin + 1, 1) for m in removal]
     for i in (progress or iter)(range(len(views))):
         view = views[i]
         mask = np.asarray(removal[i], dtype=bool)
@@ -268,20 +268,18 @@ def seen_elsewhere_targets(
         colours = np.zeros((len(ys), 3))
         sweep = config.search == "sweep"
         swept = np.full(len(ys), np.nan)
-        step = max(1, config.chunk // max(1, len(views) * (config.sweep_samples if sweep else 1)))
+        step = max(1, config.chunk // max(1, len(views), config.sweep_samples if sweep else 1))
         for start in range(0, len(ys), step):
             sl = slice(start, start + step)
             xy = np.stack([xs[sl], ys[sl]], -1)
             if sweep:
                 swept[sl] = sweep_background_depth(
-                    views, removal, rendered_depth, i, xy, config.depth_tolerance, config.margin, config.sweep_samples
+                    views, grown, rendered_depth, i, xy, config.depth_tolerance, 0, config.sweep_samples
                 )
                 pts = view.origin + view.rays(xy) * np.nan_to_num(swept[sl], nan=0.0)[:, None]
             else:
                 pts, _ = lift(view, xy, inpainted_depth[i])
-            samples = witness_colours(
-                views, images, removal, rendered_depth, i, pts, config.depth_tolerance, config.margin
-            )
+            samples = witness_colours(views, images, grown, rendered_depth, i, pts, config.depth_tolerance)
             if sweep:
                 samples[:, ~np.isfinite(swept[sl])] = np.nan
             n = np.isfinite(samples[..., 0]).sum(axis=0)
