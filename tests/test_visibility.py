@@ -111,18 +111,21 @@ def test_sweep_needs_no_inpainted_depth_and_corrects_it(scene: Scene) -> None:
     assert not no_correction.depth and all(np.array_equal(a, b) for a, b in zip(no_correction.seen, swept.seen))
 
 
-def test_corrected_depth_bends_the_unseen_rest_towards_the_seen_pixels() -> None:
-    prior = np.full((20, 20), 4.0, np.float32)
+def test_corrected_depth_refills_the_unseen_rest_from_the_rim_and_the_seen_pixels() -> None:
+    # a plane whose disparity falls linearly from left to right; the 2D fill of the hole got it 20% too near
+    truth = 1.0 / np.tile(np.linspace(0.5, 0.2, 20, dtype=np.float32), (20, 1))
     hole = np.zeros((20, 20), bool)
     hole[4:16, 4:16] = True
-    ys, xs = np.nonzero(hole[:, :10] & (np.arange(20)[None, :10] >= 8))  # a seen column band inside the hole
-    swept = np.full(len(ys), 5.0)  # the other views saw the background 25% farther than the 2D fill
-    depth = vis._corrected_depth(prior, hole, ys, xs, swept)
-    assert np.allclose(depth[ys, xs], 5.0) and np.array_equal(depth[~hole], prior[~hole])
+    prior = np.where(hole, truth * 0.8, truth)
+    ys, xs = np.nonzero(hole & (np.arange(20)[None, :] >= 12))  # the other views saw the hole's right part
+    depth = vis._corrected_depth(prior, hole, ys, xs, truth[ys, xs])
+    assert np.array_equal(depth[~hole], prior[~hole]) and np.allclose(depth[ys, xs], truth[ys, xs])
     rest = hole.copy()
     rest[ys, xs] = False
-    assert (depth[rest] > 4.0).all() and (depth[rest] < 5.0).all()  # between the rim and what was seen
-    assert depth[10, 10] > depth[10, 14]  # nearer the seen band, nearer its depth
+    # the unseen rest is filled again in disparity from the rim and the seen pixels: exact on a plane
+    assert np.abs(depth[rest] / truth[rest] - 1).max() < 1e-3 < np.abs(prior[rest] / truth[rest] - 1).min()
+    # nothing seen: the prior stays as it was
+    assert np.array_equal(vis._corrected_depth(prior, hole, ys[:0], xs[:0], truth[ys[:0], xs[:0]]), prior)
 
 
 def test_sweep_depth_of_rays_no_view_can_check(scene: Scene) -> None:

@@ -11,11 +11,9 @@ For every seed a scene with ground truth is generated and
    SPIn-NeRF's benchmark gives its training masks), so the figures measure inpainting, not segmentation; the
    reconstruction then runs for the reconstruct + mask steps, so the inpainted fit has the same steps either way.
    ``--masks clicks`` segments from the scene's click instead;
-3. two variants refit the same run from the same stage outputs, each with one thing changed: an ablation with
-   plain 2D-inpainted targets (visibility-aware targets off), and ours with the field prior on
-   (``field_prior_fraction`` :data:`FIELD_PRIOR_FRACTION`; off by default). Ours, the variants and the masked NeRF
-   are each fitted ``--repeats`` times from the run's stage outputs with different random seeds, and averaged: one
-   fit's masked PSNR varies by 1-3 dB with the seed;
+3. an ablation refits the same run from the same stage outputs with plain 2D-inpainted targets (visibility-aware
+   targets off). Ours, the ablation and the masked NeRF are each fitted ``--repeats`` times from the run's stage
+   outputs with different random seeds, and averaged: one fit's masked PSNR varies by 1-3 dB with the seed;
 4. the share of removal-mask pixels that were seen elsewhere is read from the run, and the seen colours are
    scored against the ground truth.
 
@@ -129,11 +127,10 @@ def depth_prior_errors(run_dir: Path, scene: Path) -> Dict[str, Optional[float]]
     return out
 
 
-REFITS = ("ours", "plain_targets", "field_prior", "masked_nerf")
-"""Methods fitted from the run's stage outputs, ``repeats`` times each with different random seeds. (Figures
-written while the field prior was on by default have a ``no_prior`` row instead of ``field_prior``.)"""
-FIELD_PRIOR_FRACTION = 0.67
-"""``field_prior_fraction`` of the ``field_prior`` refit."""
+REFITS = ("ours", "plain_targets", "masked_nerf")
+"""Methods fitted from the run's stage outputs, ``repeats`` times each with different random seeds. (Older figures
+have a ``field_prior`` row, ours with ``--pipeline.field-prior-fraction 0.67``, or, written while that prior was on
+by default, a ``no_prior`` row; the table shows them when every seed has them.)"""
 RUN_DONE = "_figures_run_complete.json"
 """Marker of a finished removal run in a seed's folder (a later call reuses it)."""
 
@@ -146,8 +143,6 @@ def _refit_change(method: str, repeat: int):
         cfg.machine.seed = 42 + repeat
         if method == "plain_targets":
             cfg.pipeline.visibility.enabled = False
-        elif method == "field_prior":
-            cfg.pipeline.field_prior_fraction = FIELD_PRIOR_FRACTION
         elif method == "masked_nerf":
             masked_nerf(cfg)
 

@@ -13,8 +13,8 @@ Where on the ray the background lies (``VisibilityConfig.search``): by default a
 object's rendered surface outwards finds where it meets the surfaces the other views rendered on their unmasked
 pixels (:func:`sweep_background_depth`); ``inpainted`` lifts with the 2D-inpainted depth instead, which is 5-15% off
 where the hidden background bends (a floor meeting a wall) and then misses half of what was seen. The swept depth
-also replaces the depth prior at the seen pixels, and the unseen rest of each mask is scaled by a membrane fill of
-the corrections (``correct_depth``).
+also replaces the depth prior at the seen pixels, and the unseen rest of each mask is filled again from them and
+the pixels around the mask (a membrane fill in disparity, ``correct_depth``).
 
 The pixel's "seen elsewhere" colour is the per-channel median of the witnesses' bilinearly sampled colours.
 Those pixels are then supervised with the observed colour (``model.seen_loss_mult``). The rest of the mask keeps the
@@ -74,8 +74,8 @@ class VisibilityConfig:
     """Depths tried along each ray by the sweep (uniform in disparity, from just before the pixel's rendered
     surface to 1.5 times the farthest rendered depth)."""
     correct_depth: bool = True
-    """Replace the inpainted depth prior by the swept depth where a pixel was seen, and shift the unseen rest by a
-    membrane fill of the corrections (only with ``search sweep``)."""
+    """Replace the inpainted depth prior by the swept depth where a pixel was seen, and fill the unseen rest of the
+    mask again from those and the pixels around the mask (membrane fill in disparity; only with ``search sweep``)."""
 
 
 @dataclass
@@ -308,24 +308,21 @@ def seen_elsewhere_targets(
 def _corrected_depth(
     prior: Float[np.ndarray, "H W"], mask: Bool[np.ndarray, "H W"], ys: np.ndarray, xs: np.ndarray, swept: np.ndarray
 ) -> Float[np.ndarray, "H W"]:
-    """The depth prior with the swept depth at the seen pixels and the unseen rest of the mask scaled by a membrane
-    fill of the seen pixels' log ratios (so a hole's fill bends towards what the other views saw)."""
+    """The depth prior with the swept depth at the seen pixels and the unseen rest of the mask filled again, by a
+    membrane fill in disparity from the pixels around the mask and the seen pixels (exact on planes, and never
+    outside the range of the depths it starts from, so a wall's correction cannot overshoot into the floor)."""
     depth = np.array(prior, dtype=np.float32, copy=True)
-    if len(ys) == 0:
-        return depth
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.log(swept / depth[ys, xs].astype(np.float64))
-    good = np.isfinite(ratio)
+    good = np.isfinite(swept) & (swept > 0)
     if not good.any():
         return depth
+    depth[ys[good], xs[good]] = swept[good]
     rest = mask.copy()
     rest[ys[good], xs[good]] = False
-    log_ratio = np.zeros(mask.shape + (1,))
-    log_ratio[ys[good], xs[good], 0] = ratio[good]
-    if rest.any() and not rest.all():
-        log_ratio = harmonic_fill(log_ratio, rest)
-    scaled = depth * np.exp(log_ratio[..., 0]).astype(np.float32)
-    depth[mask] = scaled[mask]
+    known = ~rest & np.isfinite(depth) & (depth > 0)
+    if rest.any() and known.any():
+        disparity = np.where(known, 1.0 / np.where(known, depth, 1.0), 0.0)[..., None].astype(np.float64)
+        filled = harmonic_fill(disparity, ~known)[..., 0]
+        depth[rest] = (1.0 / np.maximum(filled[rest], 1e-12)).astype(np.float32)
     return depth
 
 
