@@ -699,7 +699,7 @@ class SpinPipeline(VanillaPipeline):
         targets = None
         if self.config.visibility.enabled:
             targets = self._run_timed(
-                "seen_elsewhere", lambda: self._seen_elsewhere(removal, inpainted, inpainted_depth, token)
+                "seen_elsewhere", lambda: self._seen_elsewhere(masks, removal, inpainted, inpainted_depth, token)
             )
         self._attach_inpainting(masks, removal, inpainted, inpainted_depth, targets)
         self._start_inpainted_fit(step)
@@ -754,7 +754,7 @@ class SpinPipeline(VanillaPipeline):
                 fail(str(err))
         return self._inpainter
 
-    def _seen_elsewhere(self, removal, inpainted, inpainted_depth, token: str) -> vis.VisibilityTargets:
+    def _seen_elsewhere(self, masks, removal, inpainted, inpainted_depth, token: str) -> vis.VisibilityTargets:
         """Seen-elsewhere masks and colour targets of every view (inpainting/visibility.py), written to the run."""
         names = self.datamanager.image_names
         seen_dir = self._folder(vis.SEEN_DIR, "png", token)
@@ -773,6 +773,7 @@ class SpinPipeline(VanillaPipeline):
                 self._views(), self.datamanager.images_uint8(), removal, inpainted, inpainted_depth, self._depths,
                 self.config.visibility,
                 lambda views: track(views, description="Finding background seen elsewhere", transient=True),
+                self._object_colours(masks, removal) if self.config.visibility.reject_object_colours else None,
             )  # fmt: skip
             for i in range(len(names)):
                 seen_dir.put(i, targets.seen[i])
@@ -793,6 +794,12 @@ class SpinPipeline(VanillaPipeline):
             "they are supervised with that colour, the 2D inpainter fills the rest",
             soft_wrap=True,
         )
+        if targets.rejected:
+            CONSOLE.print(
+                f"spin-nerfstudio: {targets.rejected} masked pixels stayed unseen: the colour other views saw there "
+                "looks like the removed object's (a mask that misses part of the object?)",
+                soft_wrap=True,
+            )
         return targets
 
     def _corrects_depth(self) -> bool:
@@ -800,14 +807,24 @@ class SpinPipeline(VanillaPipeline):
         v = self.config.visibility
         return v.enabled and v.search == "sweep" and v.correct_depth
 
-    def _restore_targets(self, folder: Path, removal, rgb, depth, tokens) -> Optional[vis.VisibilityTargets]:
+    def _object_colours(self, masks, removal):
+        """Probability that colours are the object's, from the pixels inside the final masks and outside the removal
+        masks of every view (None when either set is empty)."""
+        images = self.datamanager.images_uint8()
+        obj = np.concatenate([img[m] for img, m in zip(images, masks)])
+        background = np.concatenate([img[~r] for img, r in zip(images, removal)])
+        if len(obj) == 0 or len(background) == 0:
+            return None
+        return lambda colours: fp.object_colour_probability(colours, obj[:, :3], background[:, :3])
+
+    def _restore_targets(self, folder: Path, masks, removal, rgb, depth, tokens) -> Optional[vis.VisibilityTargets]:
         """Seen-elsewhere targets of a resumed inpainted fit: reloaded, else computed again (they are cheap)."""
         if not self.config.visibility.enabled:
             return None
         targets = vis.load_targets(folder, self.datamanager.image_names, tokens, with_depth=self._corrects_depth())
         if targets is not None:
             return targets
-        return self._seen_elsewhere(removal, rgb, depth, self._stage_token() or uuid.uuid4().hex)
+        return self._seen_elsewhere(masks, removal, rgb, depth, self._stage_token() or uuid.uuid4().hex)
 
     def reference_index(self) -> int:
         """Index of the view whose inpainted colour is fitted directly."""
@@ -1013,7 +1030,7 @@ class SpinPipeline(VanillaPipeline):
         masks = [m > 0 for m in masks]  # type: ignore[union-attr]
         removal = [m > 0 for m in removal]  # type: ignore[union-attr]
         tokens = [str(e["token"]) for e in self.lineage.values()]
-        targets = self._restore_targets(src, removal, rgb, depth, tokens)
+        targets = self._restore_targets(src, masks, removal, rgb, depth, tokens)
         self._attach_inpainting(masks, removal, rgb, depth, targets)
         CONSOLE.print(f"spin-nerfstudio: reusing the stage outputs of {src}", soft_wrap=True)
         self._start_inpainted_fit(step)
@@ -1075,7 +1092,7 @@ class SpinPipeline(VanillaPipeline):
                 if all(p is not None for p in parts):
                     masks, removal, rgb, depth = parts
                     masks, removal = [m > 0 for m in masks], [m > 0 for m in removal]
-                    targets = self._restore_targets(folder, removal, rgb, depth, tokens)
+                    targets = self._restore_targets(folder, masks, removal, rgb, depth, tokens)
                     self._attach_inpainting(masks, removal, rgb, depth, targets)
                     default = self.config.reconstruct_steps + (
                         0 if self.given_masks is not None else self.config.mask_steps

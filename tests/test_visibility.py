@@ -128,6 +128,32 @@ def test_corrected_depth_refills_the_unseen_rest_from_the_rim_and_the_seen_pixel
     assert np.array_equal(vis._corrected_depth(prior, hole, ys[:0], xs[:0], truth[ys[:0], xs[:0]]), prior)
 
 
+def test_missed_object_sliver_is_not_seen_background(scene: Scene) -> None:
+    from spin_nerfstudio.inpainting.field_prior import object_colour_probability
+
+    # every mask misses the object's top 40%: the views then "see" that sliver behind the rest of the object
+    missed = []
+    for m in scene.removal:
+        ys, _ = np.nonzero(m)
+        cut = ys.min() + int(0.4 * (ys.max() - ys.min()))
+        missed.append(m & (np.arange(m.shape[0]) >= cut)[:, None])
+    images = scene.gt["images"]
+    obj = np.concatenate([i[m] for i, m in zip(images, missed)])
+    background = np.concatenate([i[~m] for i, m in zip(images, missed)])
+
+    def probability(colours: np.ndarray) -> np.ndarray:
+        return object_colour_probability(colours, obj, background)
+
+    def object_coloured_seen(t: vis.VisibilityTargets) -> int:
+        return sum(int(is_object_colour(tt[s]).sum()) for tt, s in zip(t.targets, t.seen))
+
+    plain = scene.targets(removal=missed)
+    checked = scene.targets(removal=missed, object_probability=probability)
+    assert object_coloured_seen(plain) > 10 and object_coloured_seen(checked) == 0
+    assert plain.rejected == 0 and checked.rejected >= object_coloured_seen(plain)
+    assert sum(s.sum() for s in checked.seen) > 0.8 * sum(s.sum() for s in plain.seen)  # the background stays seen
+
+
 def test_sweep_depth_of_rays_no_view_can_check(scene: Scene) -> None:
     ys, xs = np.nonzero(scene.gt["masks"][0])
     xy = np.stack([xs, ys], -1).astype(float)

@@ -73,6 +73,10 @@ class VisibilityConfig:
     sweep_samples: int = 64
     """Depths tried along each ray by the sweep (uniform in disparity, from just before the pixel's rendered
     surface to 1.5 times the farthest rendered depth)."""
+    reject_object_colours: bool = True
+    """Never count a pixel as seen when the colour its witnesses saw is more likely the removed object's than the
+    background's (colour histograms of the pixels inside the final masks and outside the removal masks): where a
+    mask misses a sliver of the object in one view, that view would otherwise witness the sliver as background."""
     correct_depth: bool = True
     """Replace the inpainted depth prior by the swept depth where a pixel was seen, and fill the unseen rest of the
     mask again from those and the pixels around the mask (membrane fill in disparity; only with ``search sweep``)."""
@@ -88,6 +92,8 @@ class VisibilityTargets:
     """Per view, H x W x 3 uint8 colour target: observed colour where seen, 2D inpainting elsewhere in the mask."""
     witnesses: List[np.ndarray] = field(default_factory=list)
     """Per view, H x W int: number of witness views (0 outside the mask; empty when loaded from a run)."""
+    rejected: int = 0
+    """Pixels whose witnesses saw a colour more likely the object's than the background's (left unseen)."""
     depth: List[np.ndarray] = field(default_factory=list)
     """Per view, H x W float ray distance: the depth prior with the swept depth where seen (empty unless the
     config's ``correct_depth`` applies)."""
@@ -243,9 +249,11 @@ def seen_elsewhere_targets(
     rendered_depth: Sequence[Float[np.ndarray, "H W"]],
     config: VisibilityConfig,
     progress: Optional[Callable[[Iterable[int]], Iterable[int]]] = None,
+    object_probability: Optional[Callable[[np.ndarray], np.ndarray]] = None,
 ) -> VisibilityTargets:
     """Seen-elsewhere masks and colour targets of every view (``progress`` wraps the loop over views, e.g. a
-    progress bar).
+    progress bar; ``object_probability`` maps N x 3 colours in [0, 1] to the probability that each is the object's,
+    and pixels whose seen colour scores above 0.5 stay unseen).
 
     ``rendered_depth`` is the reconstruction's depth (the surface each view sees, object included) and
     ``inpainted_depth`` the object-free depth inside each removal mask; both hold ray distances. Pixels whose
@@ -288,6 +296,10 @@ def seen_elsewhere_targets(
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: pixels no view saw
                 colours[sl] = np.nanmedian(samples, axis=0)
         ok = count[ys, xs] >= max(1, config.min_views)
+        if object_probability is not None and ok.any():
+            background = object_probability(colours[ok] / 255.0) <= 0.5
+            result.rejected += int((~background).sum())
+            ok[ok] = background
         seen[ys[ok], xs[ok]] = True
         rest = mask & ~seen
         if seen.any():
