@@ -154,6 +154,37 @@ def test_missed_object_sliver_is_not_seen_background(scene: Scene) -> None:
     assert sum(s.sum() for s in checked.seen) > 0.8 * sum(s.sum() for s in plain.seen)  # the background stays seen
 
 
+def _plane_depth(view: PinholeView, z: float) -> np.ndarray:
+    """Ray distance from a camera looking down -z (no rotation) to the plane at height z, per pixel."""
+    u, v = np.meshgrid(np.arange(view.width) + 0.5, np.arange(view.height) + 0.5)
+    d = np.stack([(u - view.cx) / view.fx, -(v - view.cy) / view.fy, -np.ones_like(u)], axis=-1)
+    return (view.origin[2] - z) * np.linalg.norm(d, axis=-1)
+
+
+def test_sweep_stops_at_a_surface_no_view_saw() -> None:
+    # The source looks straight down at an object 1 unit away; a table top lies 2 units away, a floor 3.
+    # Witness A sees the table, except where the source's ray meets it (masked in A: the object hides it there);
+    # witness B sees only the floor. Behind the object the ray meets the table, which nobody saw there.
+    def view(x: float) -> PinholeView:
+        return PinholeView(np.array([[1.0, 0, 0, x], [0, 1, 0, 0], [0, 0, 1, 0]]), 20.0, 20.0, 20.5, 20.5, 41, 41)
+
+    source, a, b = view(0.0), view(1.0), view(-1.0)
+    depth = [np.ones((41, 41)), _plane_depth(a, -2.0), _plane_depth(b, -3.0)]
+    hidden = np.zeros((41, 41), bool)
+    hidden[:, 8:12] = True  # where A's view of the table along the source's ray (t in 1.7 .. 2.3) is hidden
+    removal = [np.ones((41, 41), bool), hidden, np.zeros((41, 41), bool)]
+    centre = np.array([[20.0, 20.0]])
+    # without A's evidence that the ray went behind the table, B's floor would pass for the background (t = 3)
+    only_b = vis.sweep_background_depth([source, b], [removal[0], removal[2]], [depth[0], depth[2]], 0, centre, 0.05)
+    assert only_b[0] == pytest.approx(3.0, rel=0.02)
+    assert np.isnan(vis.sweep_background_depth([source, a, b], removal, depth, 0, centre, 0.05)).all()
+    # where A does see the table along the ray, the table is the background (B's floor lies behind it)
+    seen = vis.sweep_background_depth(
+        [source, a, b], [removal[0], np.zeros((41, 41), bool), removal[2]], depth, 0, centre, 0.05
+    )
+    assert seen[0] == pytest.approx(2.0, rel=0.02)
+
+
 def test_sweep_depth_of_rays_no_view_can_check(scene: Scene) -> None:
     ys, xs = np.nonzero(scene.gt["masks"][0])
     xy = np.stack([xs, ys], -1).astype(float)

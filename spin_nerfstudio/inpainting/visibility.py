@@ -189,7 +189,9 @@ def sweep_background_depth(
     background) to 1.5 times the farthest rendered depth, uniformly in disparity. A witness view says "in front"
     while the sample is nearer to it than its rendered surface there and "behind" once it is farther; the first step
     from in front to behind, with both samples landing on unmasked pixels, is where the ray meets that surface. A
-    step whose surface depth jumps by more than the ray moved (an occlusion edge in the witness) is no crossing. The
+    step whose surface depth jumps by more than the ray moved (an occlusion edge in the witness) is no crossing, nor
+    is one past the first sample that any witness sees behind a surface it rendered (beyond the depth tolerance): the
+    ray has then passed a surface no view saw, and what lies further back is not the background of this pixel. The
     result is the median over the witnesses' crossings. Unlike lifting with the 2D-inpainted depth, which is off by
     5-15% where the hidden background bends (a floor meeting a wall), it needs no guess of the hidden geometry.
     """
@@ -214,6 +216,8 @@ def sweep_background_depth(
     dt = np.diff(t, axis=1)
     rows = np.arange(m)
     crossings = np.full((len(views), m), np.nan)
+    crossed_at = np.full((len(views), m), k)  # sample index just past each witness's crossing (k: none)
+    behind_from = np.full(m, k)  # first sample that some witness sees behind a surface it rendered
     for j, other, blocked in _witness_views(views, removal, source, margin):
         hj, wj = blocked.shape
         pxy, z, dist = other.project(points)
@@ -226,6 +230,9 @@ def sweep_background_depth(
             gap = (dist - surface).reshape(m, k)
             jump = (gap[:, 1:] - gap[:, :-1]) <= 2.0 * dt + depth_tolerance * surface.reshape(m, k)[:, 1:]
             cross = ok[:, :-1] & ok[:, 1:] & (gap[:, :-1] < 0) & (gap[:, 1:] >= 0) & jump
+            behind = ok & (gap > depth_tolerance * surface.reshape(m, k))
+        has_behind = behind.any(axis=1)
+        behind_from = np.where(has_behind, np.minimum(behind_from, np.argmax(behind, axis=1)), behind_from)
         hit = cross.any(axis=1)
         if not hit.any():
             continue
@@ -234,6 +241,10 @@ def sweep_background_depth(
         frac = a / np.where(a - b != 0, a - b, -1.0)
         t_cross = t[rows, first] + frac * (t[rows, first + 1] - t[rows, first])
         crossings[j, hit] = t_cross[hit]
+        crossed_at[j, hit] = first[hit] + 1
+    # A crossing past the point where some witness already saw the ray go behind a surface is a surface further
+    # back (the floor under a table whose top no view saw); the first surface on the ray was never observed.
+    crossings[crossed_at > behind_from[None, :]] = np.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: rays no witness crossed
         out[valid] = np.nanmedian(crossings, axis=0)
