@@ -183,10 +183,11 @@ def test_resumed_run_matches_the_uninterrupted_run(kill_chain, tiny_run, tiny_sc
 def test_nan_in_depth_prior_stops_naming_step_and_term(tiny_run, tiny_scene, tmp_path) -> None:
     run = tmp_path / "out" / "tiny" / "spin-inpaint-small" / "run"
     shutil.copytree(tiny_run, run)
-    prior = run / "inpainted_depth" / "000.npy"
-    depth = np.load(prior)
-    depth[:] = np.nan  # a depth prior gone bad
-    np.save(prior, depth)
+    for folder in ("inpainted_depth", "seen_depth"):  # the 2D fill and the prior the fit uses (corrected by the sweep)
+        prior = run / folder / "000.npy"
+        depth = np.load(prior)
+        depth[:] = np.nan  # a depth prior gone bad
+        np.save(prior, depth)
     prompts = tiny_scene / "prompts.json"
     steps = dict(TINY_STEPS, total=TOTAL + 20)
     load = ("--load-dir", run / "nerfstudio_models")
