@@ -815,7 +815,7 @@ class SpinPipeline(VanillaPipeline):
         background = np.concatenate([img[~r] for img, r in zip(images, removal)])
         if len(obj) == 0 or len(background) == 0:
             return None
-        return lambda colours: fp.object_colour_probability(colours, obj[:, :3], background[:, :3])
+        return fp.object_colour_model(obj[:, :3], background[:, :3])
 
     def _restore_targets(self, folder: Path, masks, removal, rgb, depth, tokens) -> Optional[vis.VisibilityTargets]:
         """Seen-elsewhere targets of a resumed inpainted fit: reloaded, else computed again (they are cheap)."""
@@ -943,13 +943,13 @@ class SpinPipeline(VanillaPipeline):
     def _object_like(self, fill: np.ndarray, render: np.ndarray, unseen: np.ndarray) -> np.ndarray:
         """Unseen pixels of the reference view whose render looks like the removed object (they keep the fill)."""
         dm = self.datamanager
-        images = dm.images_uint8()
         obj = dm.view_data(OBJECT_MASK)[..., 0].cpu().numpy() > 0.5
-        background = dm.view_data(REMOVAL_MASK)[..., 0].cpu().numpy() <= 0.5
-        if not (unseen.any() and obj.any() and background.any()):
+        removal = dm.view_data(REMOVAL_MASK)[..., 0].cpu().numpy() > 0.5
+        probability = self._object_colours(obj, removal) if unseen.any() else None
+        if probability is None:
             return np.zeros_like(unseen)
-        probability = fp.object_colour_probability(render, images[obj], images[background])
-        return fp.object_like_regions(fill, render, unseen, probability, self.config.field_prior_object_tolerance)
+        tolerance = self.config.field_prior_object_tolerance
+        return fp.object_like_regions(fill, render, unseen, probability(render), tolerance)
 
     # ------------------------------------------------------------------ LPIPS patches
     def _lpips_due(self, step: int) -> bool:

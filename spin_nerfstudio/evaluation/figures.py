@@ -94,18 +94,19 @@ def seen_accuracy(run_dir: Path, scene: Path) -> Dict[str, Optional[float]]:
         "seen_fraction": summary["seen_fraction"],
         "seen_colour_psnr": _mean(seen_psnr),
         "target_masked_psnr": _mean(target_psnr),
-        **depth_prior_errors(run_dir, scene),
+        **depth_prior_errors(run_dir, scene, gt),
     }
 
 
-def depth_prior_errors(run_dir: Path, scene: Path) -> Dict[str, Optional[float]]:
+def depth_prior_errors(run_dir: Path, scene: Path, gt: Optional[Dict] = None) -> Dict[str, Optional[float]]:
     """Median relative error, inside the true object masks, of the run's 2D-inpainted depth prior and of the prior
-    corrected by the seen-elsewhere sweep (None where the run has none) against the true background depth."""
+    corrected by the seen-elsewhere sweep (None where the run has none) against the true background depth
+    (``gt``: the scene's :func:`load_ground_truth`, read here when not given)."""
     from spin_nerfstudio.data.synthetic import load_ground_truth
     from spin_nerfstudio.inpainting import visibility as vis
     from spin_nerfstudio.stage_io import load_views
 
-    gt = load_ground_truth(scene)
+    gt = load_ground_truth(scene) if gt is None else gt
     intrinsics = json.loads((scene / "transforms.json").read_text())
     scale = float(json.loads((run_dir / "dataparser_transforms.json").read_text())["scale"])
     h, w = gt["masks"].shape[1:]

@@ -23,7 +23,7 @@ render departs from the 2D fill and that holds an object-coloured pixel keeps th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from jaxtyping import Bool, Float, UInt8
@@ -62,6 +62,24 @@ def _histogram(pixels: UInt8[np.ndarray, "N 3"]) -> Float[np.ndarray, "B B B"]:
     return hist / hist.sum()
 
 
+def object_colour_model(
+    object_pixels: UInt8[np.ndarray, "N 3"], background_pixels: UInt8[np.ndarray, "M 3"]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """:func:`object_colour_probability` with both histograms built once: a function of the colours alone."""
+    if len(object_pixels) == 0 or len(background_pixels) == 0:
+        raise ValueError(f"no object or background pixels ({len(object_pixels)} / {len(background_pixels)})")
+    obj, bg = _histogram(np.asarray(object_pixels)), _histogram(np.asarray(background_pixels))
+
+    def probability(colours: Float[np.ndarray, "*shape 3"]) -> Float[np.ndarray, "*shape"]:
+        idx = (np.clip(np.asarray(colours, np.float64), 0.0, 1.0) * 255.0 + 0.5).astype(np.int64) * COLOUR_BINS // 256
+        o = obj[idx[..., 0], idx[..., 1], idx[..., 2]]
+        b = bg[idx[..., 0], idx[..., 1], idx[..., 2]]
+        tiny = 1e-12
+        return (o + tiny) / (o + b + 2 * tiny)
+
+    return probability
+
+
 def object_colour_probability(
     colours: Float[np.ndarray, "*shape 3"],
     object_pixels: UInt8[np.ndarray, "N 3"],
@@ -72,14 +90,7 @@ def object_colour_probability(
     Both classes are smoothed colour histograms (:data:`COLOUR_BINS` per channel) of the given uint8 pixels; a
     colour that neither class has gets 0.5.
     """
-    if len(object_pixels) == 0 or len(background_pixels) == 0:
-        raise ValueError(f"no object or background pixels ({len(object_pixels)} / {len(background_pixels)})")
-    obj, bg = _histogram(np.asarray(object_pixels)), _histogram(np.asarray(background_pixels))
-    idx = (np.clip(np.asarray(colours, np.float64), 0.0, 1.0) * 255.0 + 0.5).astype(np.int64) * COLOUR_BINS // 256
-    o = obj[idx[..., 0], idx[..., 1], idx[..., 2]]
-    b = bg[idx[..., 0], idx[..., 1], idx[..., 2]]
-    tiny = 1e-12
-    return (o + tiny) / (o + b + 2 * tiny)
+    return object_colour_model(object_pixels, background_pixels)(colours)
 
 
 def object_like_regions(
