@@ -358,6 +358,7 @@ def test_downscale_sizes_agree_with_nerfstudio_rounding(w: int, h: int, max_side
         ("pipeline.field_prior_fraction", -0.1, "--pipeline.field-prior-fraction: must be at least 0, got -0.1"),
         ("pipeline.field_prior_max_difference", 2, "--pipeline.field-prior-max-difference: must be at most 1"),
         ("pipeline.field_prior_object_tolerance", -1, "--pipeline.field-prior-object-tolerance: must be at least 0"),
+        ("pipeline.visibility.min_views", 0, "--pipeline.visibility.min-views: must be at least 1, got 0"),
         ("pipeline.visibility.sweep_samples", 1, "--pipeline.visibility.sweep-samples: must be at least 2, got 1"),
         ("pipeline.visibility.search", "lift", "--pipeline.visibility.search: expected 'sweep' or 'inpainted', got"),
         ("pipeline.model.mask_threshold", 1.0, "--pipeline.model.mask-threshold: must be at most"),
