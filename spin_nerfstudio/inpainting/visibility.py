@@ -16,7 +16,9 @@ where the hidden background bends (a floor meeting a wall) and then misses half 
 also replaces the depth prior at the seen pixels, and the unseen rest of each mask is filled again from them and
 the pixels around the mask (a membrane fill in disparity, ``correct_depth``).
 
-The pixel's "seen elsewhere" colour is the per-channel median of the witnesses' bilinearly sampled colours.
+A pixel counts as seen with ``min_views`` witnesses (two by default: one view's colour at a slightly wrong depth is
+too often an edge or a texture boundary). Its "seen elsewhere" colour is the per-channel median of the witnesses'
+bilinearly sampled colours.
 Those pixels are then supervised with the observed colour (``model.seen_loss_mult``). The rest of the mask keeps the
 2D inpainting, corrected towards what was seen: the differences between observed and 2D-inpainted colour at the
 seen pixels are spread over the unseen pixels by a membrane (Laplace) fill, which never overshoots (re-inpainting
