@@ -16,7 +16,7 @@ from spin_nerfstudio.inpainting.field_prior import (
     PRIOR_FILE,
     blend_unseen,
     load_prior,
-    object_colour_probability,
+    object_colour_model,
     object_like_regions,
     save_prior,
 )
@@ -94,16 +94,16 @@ def _object_and_background_pixels():
     return red, grey
 
 
-def test_object_colour_probability_separates_the_object_from_the_background() -> None:
+def test_object_colour_model_separates_the_object_from_the_background() -> None:
     red, grey = _object_and_background_pixels()
     colours = np.array([[200, 30, 30], [190, 40, 35], [120, 125, 118], [30, 30, 220]], np.float64) / 255.0
-    p = object_colour_probability(colours, red, grey)
+    p = object_colour_model(red, grey)(colours)
     assert p.shape == (4,)
     assert p[0] > 0.95 and p[1] > 0.95  # object colours (one a little off the mean)
     assert p[2] < 0.05  # the background colour
     assert abs(p[3] - 0.5) < 1e-6  # blue: neither class has it
     with pytest.raises(ValueError, match="no object or background pixels"):
-        object_colour_probability(colours, red[:0], grey)
+        object_colour_model(red[:0], grey)
 
 
 def _remnant_scene():
@@ -121,7 +121,7 @@ def _remnant_scene():
 def test_object_like_regions_take_the_remnant_with_its_fringe_and_nothing_else() -> None:
     fill, render, unseen = _remnant_scene()
     red, grey = _object_and_background_pixels()
-    keep = object_like_regions(fill, render, unseen, object_colour_probability(render, red, grey), 0.1)
+    keep = object_like_regions(fill, render, unseen, object_colour_model(red, grey)(render), 0.1)
     expected = np.zeros_like(unseen)
     expected[4:7, 3:6] = expected[3, 2:7] = expected[7, 2:7] = True
     np.testing.assert_array_equal(keep, expected)

@@ -129,7 +129,7 @@ def test_corrected_depth_refills_the_unseen_rest_from_the_rim_and_the_seen_pixel
 
 
 def test_missed_object_sliver_is_not_seen_background(scene: Scene) -> None:
-    from spin_nerfstudio.inpainting.field_prior import object_colour_probability
+    from spin_nerfstudio.inpainting.field_prior import object_colour_model
 
     # every mask misses the object's top 40%: the views then "see" that sliver behind the rest of the object
     missed = []
@@ -141,8 +141,7 @@ def test_missed_object_sliver_is_not_seen_background(scene: Scene) -> None:
     obj = np.concatenate([i[m] for i, m in zip(images, missed)])
     background = np.concatenate([i[~m] for i, m in zip(images, missed)])
 
-    def probability(colours: np.ndarray) -> np.ndarray:
-        return object_colour_probability(colours, obj, background)
+    probability = object_colour_model(obj, background)
 
     def object_coloured_seen(t: vis.VisibilityTargets) -> int:
         return sum(int(is_object_colour(tt[s]).sum()) for tt, s in zip(t.targets, t.seen))

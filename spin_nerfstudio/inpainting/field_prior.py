@@ -15,7 +15,7 @@ and the rest of the fit makes the field consistent with it. The blended target i
 Where the masks missed a sliver of the object in some views, the field reconstructs that sliver and its render
 shows a remnant of the object inside the hole; blending it in would teach it to every view. So before the blend,
 each render pixel gets the probability that its colour belongs to the object (colour histograms of the object's
-pixels and of the background's, over all views: :func:`object_colour_probability`), and every region where the
+pixels and of the background's, over all views: :func:`object_colour_model`), and every region where the
 render departs from the 2D fill and that holds an object-coloured pixel keeps the 2D fill
 (:func:`object_like_regions`).
 """
@@ -65,7 +65,12 @@ def _histogram(pixels: UInt8[np.ndarray, "N 3"]) -> Float[np.ndarray, "B B B"]:
 def object_colour_model(
     object_pixels: UInt8[np.ndarray, "N 3"], background_pixels: UInt8[np.ndarray, "M 3"]
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """:func:`object_colour_probability` with both histograms built once: a function of the colours alone."""
+    """Probability that a colour (in [0, 1]) is the object's rather than the background's, with equal priors, as a
+    function of the colours alone (both histograms built once).
+
+    Both classes are smoothed colour histograms (:data:`COLOUR_BINS` per channel) of the given uint8 pixels; a
+    colour that neither class has gets 0.5.
+    """
     if len(object_pixels) == 0 or len(background_pixels) == 0:
         raise ValueError(f"no object or background pixels ({len(object_pixels)} / {len(background_pixels)})")
     obj, bg = _histogram(np.asarray(object_pixels)), _histogram(np.asarray(background_pixels))
@@ -78,19 +83,6 @@ def object_colour_model(
         return (o + tiny) / (o + b + 2 * tiny)
 
     return probability
-
-
-def object_colour_probability(
-    colours: Float[np.ndarray, "*shape 3"],
-    object_pixels: UInt8[np.ndarray, "N 3"],
-    background_pixels: UInt8[np.ndarray, "M 3"],
-) -> Float[np.ndarray, "*shape"]:
-    """Probability that each colour (in [0, 1]) is the object's rather than the background's, with equal priors.
-
-    Both classes are smoothed colour histograms (:data:`COLOUR_BINS` per channel) of the given uint8 pixels; a
-    colour that neither class has gets 0.5.
-    """
-    return object_colour_model(object_pixels, background_pixels)(colours)
 
 
 def object_like_regions(
