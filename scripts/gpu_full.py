@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 
 from spin_nerfstudio.data.synthetic import SceneSpec, make_scene
-from spin_nerfstudio.demo import demo_config, train
+from spin_nerfstudio.demo import demo_config
 from spin_nerfstudio.evaluation.evaluate import evaluate_pipeline
-from spin_nerfstudio.pipeline import STAGES_FILE
 from spin_nerfstudio.spin_config import spin_inpaint_config
+from spin_nerfstudio.stages.names import STAGES_FILE
+from spin_nerfstudio.trainer import run_training as train
 
 
 def main() -> None:

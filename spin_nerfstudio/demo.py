@@ -13,6 +13,7 @@ import torch
 
 from spin_nerfstudio.data.synthetic import SceneSpec, make_scene
 from spin_nerfstudio.prompts import SpinInputError
+from spin_nerfstudio.trainer import run_training
 
 if TYPE_CHECKING:
     from spin_nerfstudio.trainer import SpinTrainerConfig
@@ -28,17 +29,6 @@ def _prepare_output(output: Path) -> None:
         shutil.rmtree(output)
     output.mkdir(parents=True, exist_ok=True)
     (output / MARKER).write_text("written by spin-nerf demo; the next demo run may delete this folder\n")
-
-
-def train(config) -> object:
-    """Run nerfstudio's trainer in this process and return it (its pipeline holds the trained model)."""
-    config.set_timestamp()
-    config.print_to_terminal()
-    config.save_config()
-    trainer = config.setup(local_rank=0, world_size=1)
-    trainer.setup()
-    trainer.train()
-    return trainer
 
 
 def demo_config(
@@ -79,8 +69,8 @@ def run_demo(
     """Generate, remove, render, score. Returns the metrics and writes everything under ``output``."""
     from spin_nerfstudio.evaluation.evaluate import evaluate_pipeline, write_metrics
     from spin_nerfstudio.evaluation.sheet import contact_sheet, overlay, pick_views, save_sheet
-    from spin_nerfstudio.pipeline import INPAINTED_DIR, MASK_DIR, RENDERS_BEFORE_DIR, STAGES_FILE
     from spin_nerfstudio.stage_io import load_views
+    from spin_nerfstudio.stages.names import INPAINTED_DIR, MASK_DIR, RENDERS_BEFORE_DIR, STAGES_FILE
 
     start = time.time()
     output = Path(output).resolve()
@@ -97,7 +87,7 @@ def run_demo(
     t_scene = time.time() - start
     config = demo_config(scene, prompt_file, output, device, iterations)
     t0 = time.time()
-    trainer = train(config)
+    trainer = run_training(config)
     t_train = time.time() - t0
     run_dir = Path(config.get_base_dir())
     pipeline = trainer.pipeline  # type: ignore[attr-defined]

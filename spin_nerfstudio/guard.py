@@ -21,7 +21,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 
 def stop(message: str) -> None:
-    """Stop the run with a one-line message (no traceback); same form as ``pipeline.fail``."""
+    """Stop the run with a one-line message (no traceback); every stage stops this way."""
     CONSOLE.print(f"[bold red]spin-nerfstudio: {message}")
     raise SystemExit(f"spin-nerfstudio: {message}")
 
@@ -108,3 +108,28 @@ class FiniteGuard:
             f"step {self.step}: gradient of '{bad[0]}' is not finite ({source}); stopping before the update, "
             f"{self._kept()}"
         )
+
+
+def first_nonfinite_term(
+    model: torch.nn.Module, ray_bundle, batch: Dict, names: List[str], extra: Dict[str, Callable[[], torch.Tensor]]
+) -> Optional[str]:
+    """Re-run a step's forward pass one loss term at a time; the first term whose gradient is not finite.
+
+    ``names`` are the step's loss terms; a term in ``extra`` is recomputed by its function instead of the model's
+    loss dict (e.g. the LPIPS patch loss, which renders its own rays).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    for name in names:
+        model.zero_grad(set_to_none=True)
+        if name in extra:
+            loss = extra[name]()
+        else:
+            outputs = model(ray_bundle)
+            metrics = model.get_metrics_dict(outputs, batch)  # type: ignore[operator]
+            loss = model.get_loss_dict(outputs, batch, metrics)[name]  # type: ignore[operator]
+        if not loss.requires_grad:
+            continue
+        loss.backward()
+        if any(p.grad is not None and not bool(torch.isfinite(p.grad).all()) for p in params):
+            return name
+    return None

@@ -227,3 +227,14 @@ class SpinTrainer(Trainer):
             super().train()
         finally:
             self.config.max_num_iterations = total
+
+
+def run_training(config) -> object:
+    """Run nerfstudio's trainer in this process and return it (its pipeline holds the trained model)."""
+    config.set_timestamp()
+    config.print_to_terminal()
+    config.save_config()
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    trainer.train()
+    return trainer

@@ -14,8 +14,8 @@ from torch import nn
 from spin_nerfstudio.data.synthetic import SceneSpec, load_ground_truth, make_scene
 from spin_nerfstudio.evaluation.metrics import psnr
 from spin_nerfstudio.inpainting import lama
-from spin_nerfstudio.inpainting.base import InpainterConfig
 from spin_nerfstudio.inpainting.biharmonic import BiharmonicInpainter, biharmonic_fill
+from spin_nerfstudio.inpainting.config import InpainterConfig
 from spin_nerfstudio.inpainting.lama import LamaInpainter, check_torchscript
 from spin_nerfstudio.inpainting.telea import TeleaInpainter
 from spin_nerfstudio.prompts import SpinInputError

@@ -14,7 +14,7 @@ import torch
 
 from spin_nerfstudio.prompts import SpinInputError
 from spin_nerfstudio.segmentation import sam_weights as W
-from spin_nerfstudio.segmentation.base import SegmenterConfig
+from spin_nerfstudio.segmentation.config import SegmenterConfig
 from spin_nerfstudio.segmentation.sam import SamSegmenter, choose_mask, interior_points
 
 

@@ -103,7 +103,7 @@ def train_variant(config, quiet: bool = True):
         safe_load.allow_nerfstudio_checkpoints()
         _, pipeline, _, step = eval_setup(base / "config.yml", test_mode="test")
         return pipeline, base, int(step)
-    from spin_nerfstudio.demo import train
+    from spin_nerfstudio.trainer import run_training as train
 
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext():
@@ -162,8 +162,8 @@ def inpainted_2d_scores(
     run_dir: Path, names: List[str], gts: List[np.ndarray], masks: Optional[List[np.ndarray]]
 ) -> Dict[str, object]:
     """Scores of the run's ``inpainted/`` images (each view inpainted in 2D on its own) against ground truth."""
-    from spin_nerfstudio.pipeline import INPAINTED_DIR
     from spin_nerfstudio.stage_io import load_views
+    from spin_nerfstudio.stages.names import INPAINTED_DIR
 
     inpainted = load_views(Path(run_dir) / INPAINTED_DIR, names)
     if inpainted is None:
@@ -181,16 +181,18 @@ def add_baselines(
     eval_masks: Optional[List[np.ndarray]],
     gt_masks: Optional[Path],
     gt_images: Path,
+    score: Callable,
 ) -> None:
-    """Score both baselines and add ``baselines`` and a ``comparison`` table (ours first) to ``result``."""
-    from spin_nerfstudio.evaluation.evaluate import evaluate_pipeline
+    """Score both baselines and add ``baselines`` and a ``comparison`` table (ours first) to ``result``.
 
+    ``score`` is ``evaluate.evaluate_pipeline`` (passed in, so that this module does not import its caller).
+    """
     run_dir = Path(run_config).parent
     flat = inpainted_2d_scores(run_dir, names, gts, eval_masks)
 
     config = variant_config(run_config, run_dir / BASELINE_DIR, "masked_nerf", masked_nerf)
     pipeline, base, step = train_variant(config)
-    masked, _ = evaluate_pipeline(pipeline, base, step, gt_masks, gt_images)
+    masked, _ = score(pipeline, base, step, gt_masks, gt_images)
     masked = {k: masked.get(k) for k in (*METRIC_KEYS, "per_view")}
     masked["what"] = f"field fitted without any masked pixel for {step} steps ({base})"
     result["baselines"] = {"inpainted_2d": flat, "masked_nerf": masked}

@@ -41,9 +41,9 @@ from PIL import Image
 
 from spin_nerfstudio.data.masks import find_mask_file
 from spin_nerfstudio.evaluation import metrics as M
-from spin_nerfstudio.pipeline import MASK_DIR
 from spin_nerfstudio.prompts import SpinInputError
 from spin_nerfstudio.stage_io import load_views
+from spin_nerfstudio.stages.names import MASK_DIR
 
 
 def _read_gt_masks(folder: Path, names: List[str], shape) -> List[np.ndarray]:
@@ -205,7 +205,7 @@ def evaluate_pipeline(
         if baselines_of is not None:
             from spin_nerfstudio.evaluation.baselines import add_baselines
 
-            add_baselines(result, baselines_of, names, gts, eval_masks, gt_masks, Path(gt_images))
+            add_baselines(result, baselines_of, names, gts, eval_masks, gt_masks, Path(gt_images), evaluate_pipeline)
     result["per_view"] = per_view
     return result, (renders if gt_images is not None else None)
 

@@ -167,7 +167,7 @@ def run_seed(
     seed (what the field invents where no view saw the background). Each method's figure is the mean of its fits.
     """
     from spin_nerfstudio.data.synthetic import SceneSpec, load_ground_truth, make_scene
-    from spin_nerfstudio.demo import demo_config, train
+    from spin_nerfstudio.demo import demo_config
     from spin_nerfstudio.evaluation.baselines import (
         BASELINE_DIR,
         METRIC_KEYS,
@@ -177,6 +177,7 @@ def run_seed(
     )
     from spin_nerfstudio.evaluation.evaluate import evaluate_pipeline
     from spin_nerfstudio.stage_io import write_json
+    from spin_nerfstudio.trainer import run_training as train
 
     start = time.time()
     folder = output / f"seed{seed}"
@@ -232,7 +233,7 @@ def _dilate_iterations(run_dir: Path, width: int) -> int:
     """The removal masks' dilation iterations of the run at ``run_dir``."""
     import yaml
 
-    from spin_nerfstudio.pipeline import removal_dilate_iterations
+    from spin_nerfstudio.stages.names import removal_dilate_iterations
 
     config = yaml.load((run_dir / "config.yml").read_text(), Loader=yaml.Loader)
     return removal_dilate_iterations(config.pipeline.dilate_iterations, width)

@@ -239,8 +239,8 @@ def evaluate_test_split(
 
     Returns the JSON-ready metrics and the float renders of the test views.
     """
-    from spin_nerfstudio.pipeline import MASK_DIR
     from spin_nerfstudio.render import render_views
+    from spin_nerfstudio.stages.names import MASK_DIR
 
     dm = pipeline.datamanager
     test = dm.eval_dataset

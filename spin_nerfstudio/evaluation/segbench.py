@@ -52,9 +52,10 @@ def click_file(scene: Path, count: int, out: Path) -> Path:
 
 def run_seed(seed: int, output: Path, segmenter: str, sizes: Dict[str, int], device: str = "cpu") -> Dict:
     """Generate, train through segmentation, evaluate; returns one table row."""
-    from spin_nerfstudio.demo import demo_config, train
+    from spin_nerfstudio.demo import demo_config
     from spin_nerfstudio.evaluation.evaluate import evaluate_pipeline
-    from spin_nerfstudio.pipeline import AGREEMENT_FILE, INITIAL_MASK_DIR, MASK_DIR, PROBABILITY_FILE
+    from spin_nerfstudio.stages.names import AGREEMENT_FILE, INITIAL_MASK_DIR, MASK_DIR, PROBABILITY_FILE
+    from spin_nerfstudio.trainer import run_training as train
 
     start = time.time()
     spec = varied_spec(seed, sizes["views"], sizes["width"], sizes["height"])

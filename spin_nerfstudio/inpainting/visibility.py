@@ -29,7 +29,7 @@ Outputs in the run folder: ``seen_elsewhere/`` (per-view masks, white = seen in 
 ``inpainted_targets/`` (per-view colour targets: observed colour where seen, 2D inpainting elsewhere),
 ``seen_depth/`` (the corrected depth priors, with ``correct_depth``) and
 ``seen_elsewhere.json`` (per-view and overall share of removal-mask pixels seen elsewhere). The pipeline writes them
-as resumable stage folders (``spin_nerfstudio.pipeline.SpinPipeline._seen_elsewhere``).
+as resumable stage folders (``spin_nerfstudio.stages.seen_elsewhere``).
 """
 
 from __future__ import annotations

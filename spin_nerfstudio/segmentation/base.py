@@ -1,14 +1,12 @@
-"""The segmenter interface: clicks (and an optional depth map) in, a binary mask out."""
+"""The segmenter interface: clicks (and an optional depth map) in, a binary mask out (backends: grabcut.py, sam.py;
+which one runs: config.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal, Optional, Tuple, Type
+from typing import Optional
 
 import numpy as np
 from jaxtyping import Bool, Float, UInt8
-from nerfstudio.configs.base_config import InstantiateConfig
 
 
 class Segmenter:
@@ -35,94 +33,3 @@ class Segmenter:
     ) -> Bool[np.ndarray, "H W"]:
         """Snap a rough mask (e.g. projected from another view) to the object's edges."""
         return prior
-
-
-@dataclass
-class SegmenterConfig(InstantiateConfig):
-    """Which segmenter to use for the initial 2D masks."""
-
-    _target: Type = field(default_factory=lambda: Segmenter)
-    backend: Literal["auto", "grabcut", "sam"] = "grabcut"
-    """'grabcut' (the default) needs no learned weights and no network; 'sam' runs segment-anything with a checkpoint
-    (configured, cached, or downloaded); 'auto' takes SAM when a checkpoint is configured, cached or downloadable
-    (downloads unless SPIN_NERF_NO_DOWNLOAD=1), else says why in one line and uses grabcut."""
-    checkpoint: Optional[Path] = None
-    """SAM checkpoint file; None looks for the official files in torch's hub cache ($TORCH_HOME/hub/checkpoints)."""
-    model_type: Literal["auto", "vit_b", "vit_l", "vit_h"] = "auto"
-    """SAM model type; auto reads it from the checkpoint. Also the type downloaded when none is cached (auto:
-    vit_h on CUDA, vit_b elsewhere)."""
-    download: bool = True
-    """Allow downloading the official SAM checkpoint into the cache (the env var SPIN_NERF_NO_DOWNLOAD=1 also
-    forbids it)."""
-    refine_points: int = 3
-    """Positive points sampled inside a propagated mask to prompt SAM in the other views (with its box)."""
-    depth_band: float = 0.12
-    """Relative depth band around a click inside which the object is looked for (grabcut)."""
-    depth_edge: float = 0.1
-    """Step in log-depth between neighbouring pixels that counts as an object boundary (grabcut)."""
-    iterations: int = 5
-    """GrabCut iterations."""
-    max_object_fraction: float = 0.6
-    """A clicked-view mask covering more of the image than this, or spanning it from edge to edge, is taken for
-    background and stops the run with a message (1 disables the check)."""
-
-    def resolve(self, device: str = "cpu") -> Tuple[str, Optional[Path], str]:
-        """Decide which backend runs: (backend, SAM checkpoint or None, reason for the log).
-
-        Looks for the checkpoint without loading the model; downloads it for 'auto'/'sam' when allowed. A configured
-        checkpoint that is missing or is not a SAM checkpoint is an error (SpinInputError), never a silent fallback.
-        """
-        from spin_nerfstudio.prompts import SpinInputError
-        from spin_nerfstudio.segmentation import sam_weights as W
-
-        if self.backend == "grabcut":
-            return "grabcut", None, "selected"
-        if self.checkpoint is not None:
-            W.read_checkpoint(Path(self.checkpoint), self.model_type)  # one-line error when it is not usable
-            return "sam", Path(self.checkpoint), "configured checkpoint"
-        cached = W.cached_checkpoint(self.model_type)
-        if cached is not None:
-            W.read_checkpoint(cached, self.model_type)
-            return "sam", cached, "cached checkpoint"
-        kind = self.model_type
-        if kind == "auto":
-            kind = "vit_h" if str(device).startswith("cuda") else "vit_b"
-        try:
-            if not self.download:
-                raise W.DownloadError("downloads are switched off (--pipeline.segmenter.download False)")
-            if W.downloads_disabled():
-                raise W.DownloadError(f"downloads are switched off ({W.NO_DOWNLOAD_ENV}=1)")
-            _print(f"spin-nerfstudio: downloading the SAM {kind} checkpoint into {W.cache_dir()}")
-            path = W.download_checkpoint(kind)
-            W.read_checkpoint(path, kind)
-            return "sam", path, "downloaded and verified checkpoint"
-        except W.DownloadError as err:
-            if self.backend == "sam":
-                raise SpinInputError(
-                    f"segmenter 'sam': no checkpoint (none configured, none in {W.cache_dir()}, download failed: {err})"
-                ) from None
-            _print(f"[yellow]spin-nerfstudio: no SAM checkpoint ({err}); using the offline segmenter 'grabcut'")
-            return "grabcut", None, "no SAM checkpoint"
-
-    def setup(self, device: str = "cpu", resolved: Optional[tuple] = None, **kwargs) -> Segmenter:  # type: ignore[override]
-        """Build the segmenter (``resolved`` from :meth:`resolve`, else resolved now) and say which one runs."""
-        backend, checkpoint, reason = resolved if resolved is not None else self.resolve(device)
-        if backend == "sam":
-            from spin_nerfstudio.segmentation.sam import SamSegmenter
-
-            assert checkpoint is not None
-            seg = SamSegmenter.from_checkpoint(checkpoint, self.model_type, device, refine_points=self.refine_points)
-            _print(f"spin-nerfstudio: segmenter backend 'sam' ({seg.model_type}, {reason}: {checkpoint})")
-            return seg
-        from spin_nerfstudio.segmentation.grabcut import GrabCutSegmenter
-
-        seg = GrabCutSegmenter(depth_band=self.depth_band, iterations=self.iterations, depth_edge=self.depth_edge)
-        why = "" if reason == "selected" else f"; {reason}"
-        _print(f"spin-nerfstudio: segmenter backend '{seg.name}' (offline, no learned weights{why})")
-        return seg
-
-
-def _print(message: str) -> None:
-    from nerfstudio.utils.rich_utils import CONSOLE
-
-    CONSOLE.print(message, soft_wrap=True)

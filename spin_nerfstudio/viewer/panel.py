@@ -43,6 +43,7 @@ from nerfstudio.viewer.viewer_elements import ViewerClick, ViewerControl, Viewer
 
 from spin_nerfstudio.model.spin_model import INITIAL_MASK, OBJECT_OVERLAY, Stage
 from spin_nerfstudio.prompts import SpinInputError
+from spin_nerfstudio.stages.names import PROMPT_FILE, RECONSTRUCTED
 from spin_nerfstudio.viewer.clicks import (
     ClickPoint,
     build_prompts,
@@ -456,8 +457,6 @@ class RemovalPanel(ViewerElement[str]):
     def _prompt_target(self) -> Optional[Path]:
         run_dir = getattr(self._pipeline, "run_dir", None)
         if run_dir is not None:
-            from spin_nerfstudio.pipeline import PROMPT_FILE
-
             return Path(run_dir) / PROMPT_FILE
         log = getattr(self.viewer, "log_filename", None)
         if log is not None:
@@ -484,8 +483,6 @@ class RemovalPanel(ViewerElement[str]):
         """Segment from the current points (in the training loop, under the lock); True if it worked."""
         self.pending_segmentation = False
         pipe = self._pipeline
-        from spin_nerfstudio.pipeline import RECONSTRUCTED  # the pipeline imports this module
-
         token = pipe._boundary(RECONSTRUCTED, step)
         pipe._run_timed("render", lambda: pipe._render_reconstruction(token))
         views = pipe._views()
