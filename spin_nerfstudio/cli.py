@@ -1,4 +1,4 @@
-"""The ``spin-nerf`` command: make-scene, demo, evaluate, segbench, bench, benchmark, report."""
+"""The ``spin-nerf`` command: make-scene, demo, evaluate, benchmark, report; developer benchmarks under ``dev``."""
 
 from __future__ import annotations
 
@@ -53,16 +53,6 @@ def _parser() -> argparse.ArgumentParser:
         help="also score per-view 2D inpainting and a masked NeRF (trained here) on the same views",
     )
 
-    b = sub.add_parser("segbench", help="initial vs mask-field IoU on varied generated scenes (issue 3 figures)")
-    b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    b.add_argument("--output", type=Path, default=Path("segbench_output"))
-    b.add_argument("--segmenter", default="grabcut", choices=["auto", "grabcut", "sam"])
-    b.add_argument("--quick", action="store_true", help="smaller scenes and fewer steps (a smoke run, not the figures)")
-
-    from spin_nerfstudio.evaluation.bench import add_arguments
-
-    add_arguments(sub.add_parser("bench", help="time and score the CPU field against nerfacto's torch path"))
-
     _add_weight_args(e)
 
     from spin_nerfstudio.evaluation import benchmark, report
@@ -70,19 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     benchmark.add_command(sub, _add_weight_args)
     report.add_command(sub)
 
-    f = sub.add_parser("figures", help="inpainting figures on generated scenes: ours vs baselines, ablation, 2D")
-    f.add_argument("--output", type=Path, default=Path("figures_output"))
-    f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    f.add_argument("--num-views", type=int, default=24)
-    f.add_argument("--width", type=int, default=120)
-    f.add_argument("--height", type=int, default=90)
-    f.add_argument("--steps", type=int, nargs=3, default=None, metavar=("RECONSTRUCT", "MASK", "TOTAL"),
-                   help="schedule (default: spin-inpaint-small's)")  # fmt: skip
-    f.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    f.add_argument("--masks", default="truth", choices=["truth", "clicks"],
-                   help="removal masks: the scene's ground truth (default) or segmented from its click")  # fmt: skip
-    f.add_argument("--repeats", type=int, default=2, help="fits per method and scene, averaged (default 2)")
-    f.add_argument("--table-only", action="store_true", help="print the table of OUTPUT/figures.json again")
+    from spin_nerfstudio.dev.cli import add_command as add_dev_command
+
+    add_dev_command(sub)
     return p
 
 
@@ -139,46 +119,16 @@ def main(argv: Optional[List[str]] = None) -> int:
                 from spin_nerfstudio.evaluation.baselines import comparison_table
 
                 print(comparison_table(result["comparison"]), file=sys.stderr)  # type: ignore[arg-type]
-        elif args.command == "segbench":
-            from spin_nerfstudio.evaluation.segbench import run_segbench
-
-            run_segbench(args.output, seeds=args.seeds, segmenter=args.segmenter, quick=args.quick)
-        elif args.command == "bench":
-            from spin_nerfstudio.evaluation.bench import run_bench, settings_from_args
-
-            report = run_bench(args.output, settings_from_args(args), args.demo_output, args.run_demo)
-            print(report["table"])
         elif args.command in ("benchmark", "report"):
             return args.run_command(args)
-        elif args.command == "figures":
-            _figures(args)
+        elif args.command == "dev":
+            from spin_nerfstudio.dev.cli import run as run_dev
+
+            run_dev(args)
     except SpinInputError as err:
         print(f"spin-nerf: error: {err}", file=sys.stderr)
         return 2
     return 0
-
-
-def _figures(args) -> None:
-    import json
-
-    from spin_nerfstudio.evaluation.figures import figures_table, run_figures
-
-    if args.table_only:
-        path = args.output / "figures.json"
-        if not path.is_file():
-            raise SpinInputError(f"{path}: not found; run spin-nerf figures first")
-        print(figures_table(json.loads(path.read_text())))
-        return
-    if args.repeats < 1:
-        raise SpinInputError(f"--repeats: must be at least 1, got {args.repeats}")
-    import torch
-
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    iterations = None
-    if args.steps is not None:
-        iterations = {"reconstruct": args.steps[0], "mask": args.steps[1], "total": args.steps[2]}
-    spec = {"num_views": args.num_views, "width": args.width, "height": args.height}
-    print(figures_table(run_figures(args.output, args.seeds, spec, iterations, device, args.masks, args.repeats)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Process settings that keep the CPU path fast on a few (shared) cores.
 
-Two things, both measured on 2 shared cores (see the README section "CPU benchmark (issue 7)"):
+Two things, both measured on 2 shared cores (``spin-nerf dev bench`` measures them):
 
 - ``keep_freed_memory``: glibc's malloc hands every large tensor its own ``mmap`` and unmaps it on free, so each
   rendered chunk and training step faults its pages in again (about 25k page faults and a quarter of the CPU time
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import resource
 import sys
 
 M_TRIM_THRESHOLD = -1
@@ -53,3 +54,21 @@ def prefer_passive_openmp() -> bool:
         return os.environ["OMP_WAIT_POLICY"].upper() == "PASSIVE"
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     return "torch" not in sys.modules
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``, the high-water mark of this program's own address space.
+    (``ru_maxrss`` is not used there: after ``exec`` it keeps the forking parent's peak, so a worker started from a
+    big process would report at least the parent's size.) Elsewhere ``ru_maxrss`` (bytes on macOS, KiB otherwise).
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0

@@ -118,7 +118,7 @@ def run_demo(
     metrics["timing_seconds"] = {
         "scene": t_scene, "train_total": t_train, "evaluate": t_eval, "wall": wall, **{f"stage_{k}": v for k, v in stages.items()},
     }  # fmt: skip
-    from spin_nerfstudio.evaluation.bench import peak_rss_mb
+    from spin_nerfstudio.cpu import peak_rss_mb
 
     metrics["peak_rss_mb"] = peak_rss_mb()
     metrics["timing_seconds"]["cpu"] = time.process_time()  # user + system, all threads: less load-dependent

@@ -1,4 +1,4 @@
-"""The benchmark machinery (issue 7) on a tiny budget: structure and sanity of the report, not timings."""
+"""The benchmark machinery (`spin-nerf dev bench`) on a tiny budget: structure and sanity of the report, not timings."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from spin_nerfstudio.evaluation.bench import (
+from spin_nerfstudio.dev.bench import (
     METHODS,
     RESULT_FILE,
     TABLE_FILE,
@@ -83,7 +83,7 @@ def test_worker_peak_memory_is_its_own(tmp_path):
     import torch  # noqa: F401  (makes this process big, as a bench parent that imported torch would be)
 
     code = (
-        "from spin_nerfstudio.evaluation.bench import peak_rss_mb\n"
+        "from spin_nerfstudio.cpu import peak_rss_mb\n"
         "b = bytearray(200 * 1024 * 1024)\n"
         "b[::4096] = b'x' * len(b[::4096])\n"
         "print(peak_rss_mb())\n"

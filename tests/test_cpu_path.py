@@ -1,4 +1,4 @@
-"""The CPU-path changes of issue 7 keep the model's results: same contraction, same renders, freed memory kept."""
+"""The CPU-path changes keep the model's results: same contraction, same renders, freed memory kept."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spin_nerfstudio.evaluation.figures import figures_table
+from spin_nerfstudio.dev.figures import figures_table
 
 
 def _row(method: str, fits) -> dict:
@@ -82,7 +82,7 @@ def test_depth_prior_errors_against_the_true_background(tmp_path) -> None:
     import numpy as np
 
     from spin_nerfstudio.data.synthetic import SceneSpec, load_ground_truth, make_scene
-    from spin_nerfstudio.evaluation.figures import depth_prior_errors
+    from spin_nerfstudio.dev.figures import depth_prior_errors
     from spin_nerfstudio.stage_io import save_views
 
     scene = make_scene(tmp_path / "scene", SceneSpec(num_views=3, width=40, height=30, seed=1), llff=False)

@@ -198,7 +198,7 @@ def test_agreement_outliers():
 
 
 def test_segbench_clicks_and_table(varied: Scene, tmp_path):
-    from spin_nerfstudio.evaluation.segbench import click_file, format_table
+    from spin_nerfstudio.dev.segbench import click_file, format_table
 
     root = tmp_path / "scene"
     make_scene(root, varied_spec(2, 4, 80, 60), llff=False)

@@ -1,4 +1,4 @@
-"""``spin-nerf figures``: the inpainting figures on generated scenes, in one run, as one table.
+"""``spin-nerf dev figures``: the inpainting figures on generated scenes, in one run, as one table.
 
 For every seed a scene with ground truth is generated and
 
@@ -358,7 +358,7 @@ def run_figures(
         res = run_seed(seed, output, spec_kwargs, iterations, device, masks, repeats)
         write_json(done, res)
         results.append(res)
-        print(f"spin-nerf figures: seed {seed} done in {res['seconds'] / 60:.1f} min", flush=True)
+        print(f"spin-nerf dev figures: seed {seed} done in {res['seconds'] / 60:.1f} min", flush=True)
     figures = {
         "scene": spec_kwargs,
         "iterations": iterations,

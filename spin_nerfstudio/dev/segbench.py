@@ -1,4 +1,4 @@
-"""``spin-nerf segbench``: how good are the masks from a few clicks, before and after the mask field?
+"""``spin-nerf dev segbench``: how good are the masks from a few clicks, before and after the mask field?
 
 For each seed it generates a varied scene (``varied_spec``: object shape, colours, size and position follow the
 seed; 2 or 3 views aimed so that the object is partly out of frame), puts 1 to 3 positive clicks (1 + seed mod 3)
@@ -18,7 +18,7 @@ Equivalent commands for one seed (what this module does in one process)::
     spin-nerf evaluate --load-config RUN/config.yml --gt-masks SCENE/masks --mask-folder initial_masks
     spin-nerf evaluate --load-config RUN/config.yml --gt-masks SCENE/masks
 
-Run: ``spin-nerf segbench`` (or ``python -m spin_nerfstudio.evaluation.segbench``).
+Run: ``spin-nerf dev segbench`` (or ``python -m spin_nerfstudio.dev.segbench``).
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def run_segbench(
             raise SpinInputError(f"{output}: folder exists and is not a segbench output; choose another --output")
         shutil.rmtree(output)
     output.mkdir(parents=True, exist_ok=True)
-    (output / MARKER).write_text("written by spin-nerf segbench; the next segbench run may delete this folder\n")
+    (output / MARKER).write_text("written by spin-nerf dev segbench; the next segbench run may delete this folder\n")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     start = time.time()
     rows = [run_seed(seed, output, segmenter, sizes, device) for seed in seeds]
@@ -167,7 +167,7 @@ def run_segbench(
 
 
 def main() -> None:
-    """Command line entry point (same options as ``spin-nerf segbench``)."""
+    """Command line entry point (same options as ``spin-nerf dev segbench``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--output", type=Path, default=Path("segbench_output"))

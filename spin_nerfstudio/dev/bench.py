@@ -1,4 +1,4 @@
-"""``spin-nerf bench``: our CPU field against nerfacto's torch path, measured back to back on this machine.
+"""``spin-nerf dev bench``: our CPU field against nerfacto's torch path, measured back to back on this machine.
 
 Each method runs in its own Python subprocess (a "worker"), one after the other, on the same generated scene:
 
@@ -28,7 +28,6 @@ import functools
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
+
+from spin_nerfstudio.cpu import peak_rss_mb
 
 METHODS = ("spin", "nerfacto-torch")
 """Methods compared, in the order they run."""
@@ -46,11 +47,11 @@ RESULT_FILE = "bench.json"
 TABLE_FILE = "bench.md"
 
 TARGET_SPEEDUP = 5.0
-"""Issue 7: training step and per-view render at least this many times faster than nerfacto-torch."""
+"""Target: training step and per-view render at least this many times faster than nerfacto-torch."""
 TARGET_DEMO_SECONDS = 600.0
-"""Issue 7: the demo finishes within 10 minutes on 2 CPU cores."""
+"""Target: the demo finishes within 10 minutes on 2 CPU cores."""
 TARGET_DEMO_MEMORY_MB = 4096.0
-"""Issue 7: the demo's peak memory stays under 4 GB."""
+"""Target: the demo's peak memory stays under 4 GB."""
 
 
 @dataclass
@@ -78,24 +79,6 @@ class BenchSettings:
 
 
 # ---------------------------------------------------------------------------------------------------- worker side
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB.
-
-    Linux: ``VmHWM`` of ``/proc/self/status``, the high-water mark of this program's own address space.
-    (``ru_maxrss`` is not used there: after ``exec`` it keeps the forking parent's peak, so a worker started from a
-    big process would report at least the parent's size.) Elsewhere ``ru_maxrss`` (bytes on macOS, KiB otherwise).
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return float(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
-
-
 class _NoLPIPS:
     """Stands in for torchmetrics' LPIPS metric while nerfacto is built (its construction downloads AlexNet)."""
 
@@ -103,7 +86,7 @@ class _NoLPIPS:
         pass
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("spin-nerf bench: nerfacto's LPIPS metric is disabled in the benchmark (offline)")
+        raise RuntimeError("spin-nerf dev bench: nerfacto's LPIPS metric is disabled in the benchmark (offline)")
 
 
 def _model_and_optimizers(method: str, settings: BenchSettings):
@@ -276,7 +259,7 @@ def run_worker(method: str, scene: Path, settings: BenchSettings) -> Dict[str, A
 # ---------------------------------------------------------------------------------------------------- parent side
 def _worker_command(method: str, scene: Path, settings: BenchSettings, out: Path) -> List[str]:
     return [
-        sys.executable, "-W", "ignore", "-m", "spin_nerfstudio.evaluation.bench", "--worker", method,
+        sys.executable, "-W", "ignore", "-m", "spin_nerfstudio.dev.bench", "--worker", method,
         "--scene", str(scene), "--result", str(out), "--settings", json.dumps(asdict(settings)),
     ]  # fmt: skip
 
@@ -396,7 +379,7 @@ def format_table(report: Dict[str, Any]) -> str:
     summ = report["summary"]
     w, h = a["render_size"]
     lines = [
-        f"spin-nerf bench: {s.num_views}-view {s.width}x{s.height} generated scene (seed {s.seed}), "
+        f"spin-nerf dev bench: {s.num_views}-view {s.width}x{s.height} generated scene (seed {s.seed}), "
         f"{a['train_views']} training / {a['heldout_views']} held-out views, {s.rays} rays per step, "
         f"{s.budget_s:g} s training budget each, torch threads {a['torch_threads']}, "
         f"OMP_WAIT_POLICY={a['omp_wait_policy']}, "
@@ -437,7 +420,7 @@ def format_table(report: Dict[str, Any]) -> str:
             lines.append(f"| CPU time, user + system, all threads | {float(demo['cpu_seconds']):.1f} |")
         if demo.get("peak_rss_mb") is not None:
             lines.append(f"| peak resident memory, VmHWM (MB) | {float(demo['peak_rss_mb']):.0f} |")
-    lines += ["", "Targets (issue 7):", ""]
+    lines += ["", "Targets:", ""]
     for name, (ok, value) in summ["targets"].items():
         verdict = "not measured" if ok is None else ("met" if ok else "MISSED")
         lines.append(f"- {name}: {verdict} ({value})")
@@ -477,7 +460,10 @@ def run_bench(
         out = output / f"{method}.json"
         out.unlink(missing_ok=True)
         log = output / f"{method}.log"
-        print(f"spin-nerf bench: {method}: training {settings.budget_s:g} s, then rendering held-out views", flush=True)
+        print(
+            f"spin-nerf dev bench: {method}: training {settings.budget_s:g} s, then rendering held-out views",
+            flush=True,
+        )
         if not isolate:
             results[method] = run_worker(method, scene, settings)
             continue
@@ -488,7 +474,7 @@ def run_bench(
         children[method] = child
     if run_demo:
         demo_dir = output / "demo"
-        print("spin-nerf bench: running spin-nerf demo (about 5 minutes on 2 cores)", flush=True)
+        print("spin-nerf dev bench: running spin-nerf demo (about 5 minutes on 2 cores)", flush=True)
         cmd = [sys.executable, "-W", "ignore", "-m", "spin_nerfstudio.cli", "demo", "--output", str(demo_dir)]
         child = _run_child(cmd, output / "demo.log")
         if child["returncode"] != 0:
@@ -514,7 +500,7 @@ def run_bench(
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``spin-nerf bench`` options."""
+    """The ``spin-nerf dev bench`` options."""
     d = BenchSettings()
     p.add_argument("--output", type=Path, default=Path("bench_output"), help="folder for bench.json, bench.md, logs")
     p.add_argument("--budget", type=float, default=d.budget_s, help="training seconds per method")
@@ -529,7 +515,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> BenchSettings:
-    """BenchSettings from parsed ``spin-nerf bench`` options."""
+    """BenchSettings from parsed ``spin-nerf dev bench`` options."""
     return BenchSettings(
         budget_s=args.budget,
         rays=args.rays,
@@ -542,8 +528,8 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Worker entry point (``python -m spin_nerfstudio.evaluation.bench --worker METHOD ...``)."""
-    p = argparse.ArgumentParser(description="spin-nerf bench worker (one method, one process)")
+    """Worker entry point (``python -m spin_nerfstudio.dev.bench --worker METHOD ...``)."""
+    p = argparse.ArgumentParser(description="spin-nerf dev bench worker (one method, one process)")
     p.add_argument("--worker", choices=METHODS, required=True)
     p.add_argument("--scene", type=Path, required=True)
     p.add_argument("--result", type=Path, required=True)

@@ -1,0 +1,75 @@
+"""``spin-nerf dev``: the developer benchmarks under one verb (figures, segbench, bench)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from spin_nerfstudio.prompts import SpinInputError
+
+
+def add_command(sub) -> None:
+    """Add ``dev`` and its sub-commands to the ``spin-nerf`` parser's sub-parsers."""
+    dev = sub.add_parser("dev", help="developer benchmarks on generated scenes: figures, segbench, bench")
+    verbs = dev.add_subparsers(dest="dev_command", required=True)
+
+    f = verbs.add_parser("figures", help="inpainting figures on generated scenes: ours vs baselines, ablation, 2D")
+    f.add_argument("--output", type=Path, default=Path("figures_output"))
+    f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    f.add_argument("--num-views", type=int, default=24)
+    f.add_argument("--width", type=int, default=120)
+    f.add_argument("--height", type=int, default=90)
+    f.add_argument("--steps", type=int, nargs=3, default=None, metavar=("RECONSTRUCT", "MASK", "TOTAL"),
+                   help="schedule (default: spin-inpaint-small's)")  # fmt: skip
+    f.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    f.add_argument("--masks", default="truth", choices=["truth", "clicks"],
+                   help="removal masks: the scene's ground truth (default) or segmented from its click")  # fmt: skip
+    f.add_argument("--repeats", type=int, default=2, help="fits per method and scene, averaged (default 2)")
+    f.add_argument("--table-only", action="store_true", help="print the table of OUTPUT/figures.json again")
+
+    b = verbs.add_parser("segbench", help="initial vs mask-field IoU on varied generated scenes")
+    b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    b.add_argument("--output", type=Path, default=Path("segbench_output"))
+    b.add_argument("--segmenter", default="grabcut", choices=["auto", "grabcut", "sam"])
+    b.add_argument("--quick", action="store_true", help="smaller scenes and fewer steps (a smoke run, not the figures)")
+
+    from spin_nerfstudio.dev.bench import add_arguments
+
+    add_arguments(verbs.add_parser("bench", help="time and score the CPU field against nerfacto's torch path"))
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run the parsed ``spin-nerf dev`` sub-command."""
+    if args.dev_command == "segbench":
+        from spin_nerfstudio.dev.segbench import run_segbench
+
+        run_segbench(args.output, seeds=args.seeds, segmenter=args.segmenter, quick=args.quick)
+    elif args.dev_command == "bench":
+        from spin_nerfstudio.dev.bench import run_bench, settings_from_args
+
+        report = run_bench(args.output, settings_from_args(args), args.demo_output, args.run_demo)
+        print(report["table"])
+    elif args.dev_command == "figures":
+        _figures(args)
+
+
+def _figures(args: argparse.Namespace) -> None:
+    from spin_nerfstudio.dev.figures import figures_table, run_figures
+
+    if args.table_only:
+        path = args.output / "figures.json"
+        if not path.is_file():
+            raise SpinInputError(f"{path}: not found; run spin-nerf dev figures first")
+        print(figures_table(json.loads(path.read_text())))
+        return
+    if args.repeats < 1:
+        raise SpinInputError(f"--repeats: must be at least 1, got {args.repeats}")
+    import torch
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    iterations = None
+    if args.steps is not None:
+        iterations = {"reconstruct": args.steps[0], "mask": args.steps[1], "total": args.steps[2]}
+    spec = {"num_views": args.num_views, "width": args.width, "height": args.height}
+    print(figures_table(run_figures(args.output, args.seeds, spec, iterations, device, args.masks, args.repeats)))
