@@ -179,7 +179,9 @@ def test_auto_downloads_the_release_file_when_allowed(lama_file: Path, empty_hub
         return Path(dest)
 
     monkeypatch.setattr(weights, "fetch_verified", fake_fetch)
-    assert InpainterConfig().setup().name == "lama"
+    assert InpainterConfig().setup().name == "biharmonic"  # the default never reaches the network
+    assert calls == [] and "downloads are off (--pipeline.inpainter.download True allows one)" in flat(capsys)
+    assert InpainterConfig(download=True).setup().name == "lama"
     assert calls == [(lama.LAMA_URL, empty_hub / "checkpoints" / "big-lama.pt", lama.LAMA_SHA256)]
     assert "downloaded, SHA-256 verified" in flat(capsys)
 
@@ -188,12 +190,12 @@ def test_auto_downloads_the_release_file_when_allowed(lama_file: Path, empty_hub
 
     (empty_hub / "checkpoints" / "big-lama.pt").unlink()
     monkeypatch.setattr(weights, "fetch_verified", failing)
-    assert InpainterConfig().setup().name == "biharmonic"
+    assert InpainterConfig(download=True).setup().name == "biharmonic"
     assert "download failed (network unreachable)" in flat(capsys)
     calls.clear()
     monkeypatch.setattr(weights, "fetch_verified", fake_fetch)
     assert InpainterConfig(download=False).setup().name == "biharmonic"
-    assert calls == [] and "downloads are switched off (--pipeline.inpainter.download False)" in flat(capsys)
+    assert calls == [] and "downloads are off (--pipeline.inpainter.download True allows one)" in flat(capsys)
 
 
 # --- biharmonic ----------------------------------------------------------------------------------------------------

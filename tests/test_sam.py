@@ -177,7 +177,7 @@ def test_auto_falls_back_to_grabcut_without_checkpoint(empty_cache, monkeypatch,
         raise W.DownloadError(f"{W.OFFICIAL[kind].url}: <urlopen error [Errno -3] Temporary failure>")
 
     monkeypatch.setattr(W, "download_checkpoint", offline)
-    assert SegmenterConfig(backend="auto").resolve()[0] == "grabcut"
+    assert SegmenterConfig(backend="auto", download=True).resolve()[0] == "grabcut"
     lines = [line for line in capsys.readouterr().out.splitlines() if "no SAM checkpoint" in line]
     assert len(lines) == 1 and "sam_vit_b_01ec64.pth" in lines[0]
 

@@ -27,12 +27,13 @@ class InpainterConfig(InstantiateConfig):
     backend: Literal["auto", "biharmonic", "telea", "lama"] = "auto"
     """Inpainter backend. 'lama': LaMa's TorchScript export (simple-lama-inpainting's big-lama.pt); 'biharmonic':
     multi-scale thin-plate fill, the offline default (no learned weights); 'telea': OpenCV's fast marching; 'auto':
-    LaMa when a checkpoint is configured, in LAMA_MODEL or in torch's cache, else a SHA-256-verified download of it
-    (unless downloads are off), else biharmonic, saying why in the log."""
+    LaMa when a checkpoint is configured, in LAMA_MODEL or in torch's cache, else (only with ``download`` True) a
+    SHA-256-verified download of it, else biharmonic, saying why in the log."""
     checkpoint: Optional[Path] = None
     """LaMa TorchScript file (big-lama.pt); None looks at LAMA_MODEL, then $TORCH_HOME/hub/checkpoints/big-lama.pt."""
-    download: bool = True
-    """Allow downloading big-lama.pt into torch's cache (the env var SPIN_NERF_NO_DOWNLOAD=1 also forbids it)."""
+    download: bool = False
+    """Allow downloading big-lama.pt into torch's cache when no checkpoint is found (off by default: nothing reaches
+    the network unless asked; the env var SPIN_NERF_NO_DOWNLOAD=1 forbids it whatever this says)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Device LaMa runs on (auto: CUDA when available)."""
     radius: int = 5

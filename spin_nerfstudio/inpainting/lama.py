@@ -78,13 +78,13 @@ def find_checkpoint(configured: Optional[Path], download: bool = True) -> Tuple[
     cached = cache_path()
     was_cached = cached.is_file()
     if not was_cached:
+        if weights.downloads_disabled():
+            return None, f"no {LAMA_FILE} in {cached.parent} and downloads are off ({weights.NO_DOWNLOAD_ENV}=1)"
         if not download:
             return (
                 None,
-                f"no {LAMA_FILE} in {cached.parent} and downloads are switched off (--pipeline.inpainter.download False)",
+                f"no {LAMA_FILE} in {cached.parent} and downloads are off (--pipeline.inpainter.download True allows one)",
             )
-        if weights.downloads_disabled():
-            return None, f"no {LAMA_FILE} in {cached.parent} and downloads are off ({weights.NO_DOWNLOAD_ENV}=1)"
     try:
         path = weights.fetch_verified(LAMA_URL, cached, LAMA_SHA256)
     except weights.WeightsError as err:

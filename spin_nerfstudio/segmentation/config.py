@@ -25,16 +25,16 @@ class SegmenterConfig(InstantiateConfig):
     _target: Type = field(default_factory=lambda: Segmenter)
     backend: Literal["auto", "grabcut", "sam"] = "grabcut"
     """'grabcut' (the default) needs no learned weights and no network; 'sam' runs segment-anything with a checkpoint
-    (configured, cached, or downloaded); 'auto' takes SAM when a checkpoint is configured, cached or downloadable
-    (downloads unless SPIN_NERF_NO_DOWNLOAD=1), else says why in one line and uses grabcut."""
+    (configured, cached, or downloaded when ``download`` is True); 'auto' takes SAM when a checkpoint is configured,
+    cached or (with ``download``) downloadable, else says why in one line and uses grabcut."""
     checkpoint: Optional[Path] = None
     """SAM checkpoint file; None looks for the official files in torch's hub cache ($TORCH_HOME/hub/checkpoints)."""
     model_type: Literal["auto", "vit_b", "vit_l", "vit_h"] = "auto"
     """SAM model type; auto reads it from the checkpoint. Also the type downloaded when none is cached (auto:
     vit_h on CUDA, vit_b elsewhere)."""
-    download: bool = True
-    """Allow downloading the official SAM checkpoint into the cache (the env var SPIN_NERF_NO_DOWNLOAD=1 also
-    forbids it)."""
+    download: bool = False
+    """Allow downloading the official SAM checkpoint into the cache when none is found (off by default: nothing
+    reaches the network unless asked; the env var SPIN_NERF_NO_DOWNLOAD=1 forbids it whatever this says)."""
     refine_points: int = 3
     """Positive points sampled inside a propagated mask to prompt SAM in the other views (with its box)."""
     depth_band: float = 0.12
@@ -66,10 +66,10 @@ class SegmenterConfig(InstantiateConfig):
         if kind == "auto":
             kind = "vit_h" if str(device).startswith("cuda") else "vit_b"
         try:
-            if not self.download:
-                raise W.DownloadError("downloads are switched off (--pipeline.segmenter.download False)")
             if W.downloads_disabled():
                 raise W.DownloadError(f"downloads are switched off ({W.NO_DOWNLOAD_ENV}=1)")
+            if not self.download:
+                raise W.DownloadError("downloads are off (--pipeline.segmenter.download True allows one)")
             _print(f"spin-nerfstudio: downloading the SAM {kind} checkpoint into {W.cache_dir()}")
             path = W.download_checkpoint(kind)
             W.read_checkpoint(path, kind)
