@@ -88,6 +88,7 @@ def check_pipeline_values(pipeline) -> None:
     dm = pipeline.datamanager
     _number(dm.max_image_side, _flag(d, "max_image_side"), 16, integer=True)
     _number(dm.min_views, _flag(d, "min_views"), 2, integer=True)
+    _number(dm.max_memory_gb, _flag(d, "max_memory_gb"))
     _number(dm.train_num_rays_per_batch, _flag(d, "train_num_rays_per_batch"), 1, integer=True)
 
 
@@ -137,7 +138,7 @@ def check_run_inputs(config: TrainerConfig) -> None:
     except (ValueError, KeyError, AssertionError, json.JSONDecodeError, IndexError) as err:
         text = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise SpinInputError(f"{data}: cannot read the dataset ({type(err).__name__}: {text})") from None
-    report = check_parser_outputs(outputs, data, dm.min_views, dm.max_image_side)
+    report = check_parser_outputs(outputs, data, dm.min_views, dm.max_image_side, max_memory_gb=dm.max_memory_gb)
     names = [Path(p).name for p in outputs.image_filenames]
     if prompts is not None:
         match_to_dataset(prompts, names, report.sizes)

@@ -6,7 +6,8 @@ H x W x C tensors with :meth:`SpinDataManager.set_view_data`; nerfstudio's pixel
 tensor of the cached batch at the sampled pixels, so each new key arrives per ray.
 
 Before any image is loaded the dataset is checked (:mod:`spin_nerfstudio.data.limits`): too few views, cameras at
-one position or mixed image sizes stop the run; images larger than ``max_image_side`` are downscaled on load.
+one position or mixed image sizes stop the run; images larger than ``max_image_side`` are downscaled on load; a
+dataset whose cache would exceed the memory budget (``max_memory_gb``) stops the run.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class SpinDataManagerConfig(VanillaDataManagerConfig):
     full size would have needed); clicks and ready-made masks are scaled to match."""
     min_views: int = 5
     """Fewer training views than this stop the run."""
+    max_memory_gb: float = 0.0
+    """Memory budget (GiB) of the cached images and per-view targets (76 bytes per pixel and view, at the size the
+    images are loaded at); a larger dataset is refused before training. 0: three quarters of the memory available
+    when the run starts; negative: no check."""
 
 
 class SpinDataManager(VanillaDataManager[InputDataset]):
@@ -63,6 +68,7 @@ class SpinDataManager(VanillaDataManager[InputDataset]):
             self.config.min_views,
             self.config.max_image_side,
             require_files=self.test_mode != "inference",
+            max_memory_gb=self.config.max_memory_gb if self.test_mode != "inference" else -1.0,
         )
         self.image_scale = report.scale
         self.disk_sizes = report.sizes

@@ -5,7 +5,10 @@
 - cameras that all sit at one position stop the run (a rotation-only capture has no parallax, so no depth);
 - images of different sizes stop the run (every view is cached in one tensor);
 - images whose longer side exceeds ``max_image_side`` are downscaled on load, with a warning giving the memory the
-  full-size cache would have needed (:data:`BYTES_PER_PIXEL` per pixel and view).
+  full-size cache would have needed (:data:`BYTES_PER_PIXEL` per pixel and view);
+- a dataset whose cache (every view's image plus the per-view stage targets, at the size it is loaded at) would not
+  fit in the memory budget (``max_memory_gb``, by default a share of this machine's available memory) stops the run
+  before training, naming the estimate, the budget and the flags that downscale.
 """
 
 from __future__ import annotations
@@ -21,10 +24,14 @@ from PIL import Image
 
 from spin_nerfstudio.prompts import SpinInputError
 
-BYTES_PER_PIXEL = 60
+BYTES_PER_PIXEL = 76
 """Memory per pixel and view that the run keeps cached: the float RGB image in the train and eval caches (2 x 12
-bytes) plus the per-view stage tensors (initial mask and its weight, final and removal masks, inpainted colour and
-depth, reference flag: 36 bytes)."""
+bytes) plus the per-view float32 stage tensors (initial mask and its weight, object and removal masks, inpainted
+colour and depth, reference flag, seen-elsewhere flag and colour: 52 bytes)."""
+
+AVAILABLE_SHARE = 0.75
+"""Share of the available memory (``MemAvailable``) that the cache may take when no budget is given; the rest is
+left for the libraries, the model, renders and the stages' working copies."""
 
 COINCIDENT_TOLERANCE = 1e-6
 """Camera centres closer than this (relative to their distance from the origin, at least 1) count as one position."""
@@ -56,6 +63,60 @@ def image_size(path: Path) -> Tuple[int, int]:
             return img.size
     except (OSError, ValueError) as err:
         raise SpinInputError(f"{path}: cannot read image ({err})") from None
+
+
+def available_memory_bytes() -> Optional[int]:
+    """Memory available to a new allocation now: ``MemAvailable`` of ``/proc/meminfo`` (None where unreadable)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def memory_budget(max_memory_gb: float) -> Tuple[Optional[float], str]:
+    """The cache's memory budget in bytes and where it comes from: ``max_memory_gb`` GiB when positive, else
+    :data:`AVAILABLE_SHARE` of the available memory (None, no check, where that cannot be read)."""
+    if max_memory_gb > 0:
+        return max_memory_gb * 2**30, "--pipeline.datamanager.max-memory-gb"
+    available = available_memory_bytes()
+    if available is None:
+        return None, "unknown"
+    return AVAILABLE_SHARE * available, f"{AVAILABLE_SHARE:.0%} of the {gib(available)} available now"
+
+
+def cache_bytes(num_views: int, width: int, height: int) -> int:
+    """Estimated cached memory of a run: every view's image and per-view targets (:data:`BYTES_PER_PIXEL`)."""
+    return num_views * width * height * BYTES_PER_PIXEL
+
+
+def largest_fitting_side(num_views: int, width: int, height: int, budget: float) -> int:
+    """The longest image side (same aspect ratio) at which the cache of ``num_views`` views fits ``budget``."""
+    pixels = budget / (num_views * BYTES_PER_PIXEL)
+    longest, shortest = max(width, height), min(width, height)
+    return int((pixels * longest / shortest) ** 0.5)
+
+
+def check_memory(num_views: int, size: Tuple[int, int], data: Path, max_memory_gb: float) -> None:
+    """Stop when the cache of ``num_views`` views of ``size`` (width, height) exceeds the memory budget."""
+    budget, source = memory_budget(max_memory_gb)
+    w, h = size
+    need = cache_bytes(num_views, w, h)
+    if budget is None or need <= budget:
+        return
+    side = largest_fitting_side(num_views, w, h, budget)
+    fix = (
+        f"downscale with --pipeline.datamanager.max-image-side {side} or the dataparser's --downscale-factor"
+        if side >= 16
+        else "use fewer views"
+    )
+    raise SpinInputError(
+        f"{data}: {num_views} views of {w}x{h} need about {gib(need)} of memory for the cached images and per-view "
+        f"targets, more than the {gib(budget)} budget ({source}); {fix}, or raise --pipeline.datamanager.max-memory-gb"
+    )
 
 
 def check_view_count(num_views: int, min_views: int, data: Path) -> None:
@@ -146,17 +207,22 @@ def check_dataset(
     min_views: int,
     max_image_side: int,
     require_files: bool = True,
+    max_memory_gb: float = 0.0,
 ) -> DatasetReport:
-    """All checks of this module; returns the sizes, the load-time scale and any warning."""
+    """All checks of this module; returns the sizes, the load-time scale and any warning.
+
+    ``max_memory_gb``: the cache's memory budget in GiB (0: a share of the available memory; negative: no check)."""
     check_view_count(len(paths), min_views, data)
     check_camera_positions(origins, data)
     sizes = check_sizes(paths, camera_sizes, require_files)
     w, h = sizes[0]
     scale, scaled = downscale_factor(w, h, max_image_side)
     report = DatasetReport(sizes=sizes, scale=scale, scaled_size=scaled)
+    if max_memory_gb >= 0:
+        check_memory(len(paths), scaled, data, max_memory_gb)
     if scale != 1.0:
         n = len(paths)
-        full, small = n * w * h * BYTES_PER_PIXEL, n * scaled[0] * scaled[1] * BYTES_PER_PIXEL
+        full, small = cache_bytes(n, w, h), cache_bytes(n, *scaled)
         report.warnings.append(
             f"images are {w}x{h}, larger than --pipeline.datamanager.max-image-side {max_image_side}; downscaling "
             f"them to {scaled[0]}x{scaled[1]} on load. Caching the {n} views at full size would have needed about "
@@ -166,7 +232,7 @@ def check_dataset(
 
 
 def check_parser_outputs(
-    outputs, data: Path, min_views: int, max_image_side: int, require_files: bool = True
+    outputs, data: Path, min_views: int, max_image_side: int, require_files: bool = True, max_memory_gb: float = 0.0
 ) -> DatasetReport:
     """:func:`check_dataset` on a nerfstudio ``DataparserOutputs``: its image files, camera sizes and origins."""
     cams = outputs.cameras
@@ -179,4 +245,5 @@ def check_parser_outputs(
         min_views=min_views,
         max_image_side=max_image_side,
         require_files=require_files,
+        max_memory_gb=max_memory_gb,
     )
