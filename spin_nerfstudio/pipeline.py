@@ -185,6 +185,8 @@ class SpinPipeline(VanillaPipeline):
         self._waiting_note = False
         self._restored = False
         self.stage_times: Dict[str, float] = {}
+        self.stage_spans: Dict[str, List[List[float]]] = {}
+        """Wall-clock [start, end] (``time.time()``) of each run of each stage, in stages.json for the benchmarks."""
         self._segmenter_plan: Optional[tuple] = None
         self._agreement_checked = False
         self._depths: List[np.ndarray] = []  # rendered depth of every view (stage ``render``)
@@ -360,6 +362,7 @@ class SpinPipeline(VanillaPipeline):
         """Record the training seconds of a finished stage (``fit_<stage>`` in stages.json)."""
         if self._fit_start is not None:
             self.stage_times[f"fit_{stage.name.lower()}"] = time.time() - self._fit_start
+            self.stage_spans.setdefault(f"fit_{stage.name.lower()}", []).append([self._fit_start, time.time()])
         self._fit_start = None
 
     def _boundary(self, name: str, step: int) -> str:
@@ -384,9 +387,10 @@ class SpinPipeline(VanillaPipeline):
         start = time.time()
         result = fn()
         self.stage_times[name] = self.stage_times.get(name, 0.0) + time.time() - start
+        self.stage_spans.setdefault(name, []).append([start, time.time()])
         CONSOLE.print(f"spin-nerfstudio: stage '{name}' took {time.time() - start:.1f} s")
         if self.run_dir is not None:
-            write_json(self.run_dir / STAGES_FILE, {"seconds": self.stage_times})
+            write_json(self.run_dir / STAGES_FILE, {"seconds": self.stage_times, "spans": self.stage_spans})
         return result
 
     def mask_fit_end(self) -> int:

@@ -1,4 +1,4 @@
-"""``spin-nerf dev``: the developer benchmarks under one verb (figures, segbench, bench)."""
+"""``spin-nerf dev``: the developer benchmarks under one verb (figures, segbench, bench, scaling)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from spin_nerfstudio.prompts import SpinInputError
 
 def add_command(sub) -> None:
     """Add ``dev`` and its sub-commands to the ``spin-nerf`` parser's sub-parsers."""
-    dev = sub.add_parser("dev", help="developer benchmarks on generated scenes: figures, segbench, bench")
+    dev = sub.add_parser("dev", help="developer benchmarks on generated scenes: figures, segbench, bench, scaling")
     verbs = dev.add_subparsers(dest="dev_command", required=True)
 
     f = verbs.add_parser("figures", help="inpainting figures on generated scenes: ours vs baselines, ablation, 2D")
@@ -38,6 +38,12 @@ def add_command(sub) -> None:
 
     add_arguments(verbs.add_parser("bench", help="time and score the CPU field against nerfacto's torch path"))
 
+    from spin_nerfstudio.dev import scaling
+
+    scaling.add_arguments(
+        verbs.add_parser("scaling", help="every stage's seconds and peak memory as the scene grows in views and pixels")
+    )
+
 
 def run(args: argparse.Namespace) -> None:
     """Run the parsed ``spin-nerf dev`` sub-command."""
@@ -52,6 +58,11 @@ def run(args: argparse.Namespace) -> None:
         print(report["table"])
     elif args.dev_command == "figures":
         _figures(args)
+    elif args.dev_command == "scaling":
+        from spin_nerfstudio.dev.scaling import parse_size, run_scaling
+
+        sizes = [parse_size(s) for s in args.sizes]
+        print(run_scaling(args.output, sizes, args.steps, args.seed)["table"])
 
 
 def _figures(args: argparse.Namespace) -> None:

@@ -1,0 +1,80 @@
+"""spin-nerf dev scaling: exponent fit, stage attribution, and one real tiny run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spin_nerfstudio.dev.scaling import (
+    Size,
+    growth_exponents,
+    parse_size,
+    run_scaling,
+    span_usage,
+    stage_rows,
+)
+from spin_nerfstudio.prompts import SpinInputError
+
+
+def test_exponents_recovered_from_synthetic_numbers() -> None:
+    sizes = [(8, 1728), (16, 1728), (8, 6912), (32, 27648), (12, 3000)]
+    pts = [(v, p, 0.3 * v**2 * p**0.5) for v, p in sizes]
+    fit = growth_exponents(pts)
+    assert abs(fit["views"] - 2.0) < 1e-9 and abs(fit["pixels"] - 0.5) < 1e-9
+    # noise of a few percent moves the exponents a little
+    rng = np.random.default_rng(0)
+    noisy = [(v, p, y * float(np.exp(rng.normal(0, 0.02)))) for v, p, y in pts]
+    fit = growth_exponents(noisy)
+    assert abs(fit["views"] - 2.0) < 0.1 and abs(fit["pixels"] - 0.5) < 0.1
+
+
+def test_exponents_only_where_the_sizes_vary() -> None:
+    views_only = growth_exponents([(8, 1000, 2.0), (16, 1000, 4.0), (32, 1000, 8.0)])
+    assert abs(views_only["views"] - 1.0) < 1e-9 and views_only["pixels"] is None
+    pixels_only = growth_exponents([(8, 1000, 2.0), (8, 4000, 32.0)])
+    assert views_only["pixels"] is None and abs(pixels_only["pixels"] - 2.0) < 1e-9 and pixels_only["views"] is None
+    together = growth_exponents([(8, 1000, 1.0), (16, 2000, 3.0), (32, 4000, 9.0)])  # grew in lockstep
+    assert together == {"views": None, "pixels": None}
+    assert growth_exponents([(8, 1000, 1.0)]) == {"views": None, "pixels": None}
+    assert growth_exponents([(8, 1000, 0.0), (16, 1000, 0.0)]) == {"views": None, "pixels": None}
+
+
+def test_stage_rows_subtract_nested_stages_from_fits() -> None:
+    # a child using one CPU second per second, its memory = 100 MiB + 10 MiB per second, sampled every 0.1 s
+    samples = [(t, 100.0 + 10.0 * t, t) for t in np.arange(0.0, 20.01, 0.1)]
+    spans = {"fit_segment": [[2.0, 12.0]], "final_masks": [[9.0, 11.0]], "render": [[12.0, 14.0]]}
+    rows = stage_rows(spans, samples)
+    assert rows["fit_segment"]["seconds"] == pytest.approx(8.0)
+    assert rows["fit_segment"]["cpu_seconds"] == pytest.approx(8.0, abs=1e-6)
+    assert rows["final_masks"]["cpu_seconds"] == pytest.approx(2.0, abs=1e-6)
+    assert rows["render"]["peak_rss_mb"] == pytest.approx(240.0, abs=1.01)  # the sample at (or just after) 14 s
+    cpu, peak = span_usage(samples, 5.02, 5.04)  # shorter than the interval: bounded by the samples around it
+    assert cpu == pytest.approx(0.02, abs=1e-6) and 150.0 <= peak <= 152.0
+
+
+def test_sizes_are_parsed_with_one_line_errors() -> None:
+    assert parse_size("24x120x90") == Size(24, 120, 90) and Size(24, 120, 90).pixels == 10800
+    with pytest.raises(SpinInputError, match=r"size '24x120': expected VIEWSxWIDTHxHEIGHT"):
+        parse_size("24x120")
+    with pytest.raises(SpinInputError, match=r"size '3x64x48': needs at least 5 views"):
+        parse_size("3x64x48")
+
+
+def test_tiny_run_reports_every_stage(tmp_path) -> None:
+    report = run_scaling(tmp_path, [Size(6, 48, 36)], steps=(200, 40, 260))
+    data = json.loads((tmp_path / "scaling.json").read_text())
+    (result,) = data["results"]
+    expected = {"scene", "setup", "fit_reconstruct", "render", "initial_masks", "fit_segment", "final_masks",
+                "inpaint", "seen_elsewhere", "fit_inpaint", "result_sheet", "evaluate"}  # fmt: skip
+    assert expected <= set(result["stages"])
+    for name, row in result["stages"].items():
+        assert row["seconds"] > 0, name
+        assert row["cpu_seconds"] is not None and row["cpu_seconds"] >= 0, name
+        assert row["peak_rss_mb"] > 100, name  # torch and nerfstudio alone are a few hundred MiB
+    assert result["peak_rss_mb"] >= max(r["peak_rss_mb"] for r in result["stages"].values()) - 1
+    # the stages account for the child's time up to checkpoints, sheets and imports
+    assert 0 <= result["unattributed_seconds"] < 0.5 * result["child_seconds"]
+    table = (tmp_path / "scaling.md").read_text()
+    assert table == report["table"] + "\n" and "| seen_elsewhere |" in table
