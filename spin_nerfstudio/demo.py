@@ -89,6 +89,7 @@ def run_demo(
     t0 = time.time()
     trainer = run_training(config)
     t_train = time.time() - t0
+    train_span = [t0, t0 + t_train]
     run_dir = Path(config.get_base_dir())
     pipeline = trainer.pipeline  # type: ignore[attr-defined]
 
@@ -97,6 +98,7 @@ def run_demo(
         pipeline, run_dir, int(config.max_num_iterations), scene / "masks", scene / "background"
     )
     t_eval = time.time() - t0
+    evaluate_span = [t0, t0 + t_eval]
     names = pipeline.datamanager.image_names
     images = pipeline.datamanager.images_uint8()
     before = load_views(run_dir / RENDERS_BEFORE_DIR, names)
@@ -123,6 +125,7 @@ def run_demo(
     metrics["peak_rss_mb"] = peak_rss_mb()
     metrics["timing_seconds"]["cpu"] = time.process_time()  # user + system, all threads: less load-dependent
     metrics["device"] = device
+    metrics["spans"] = {"scene": [start, start + t_scene], "train": train_span, "evaluate": evaluate_span}
     metrics["encoding"] = getattr(pipeline.model, "encoding_kind", None)
     write_metrics(metrics, output / "metrics.json")
     print(f"spin-nerf demo: contact sheet {sheet}")

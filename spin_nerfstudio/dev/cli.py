@@ -1,4 +1,4 @@
-"""``spin-nerf dev``: the developer benchmarks under one verb (figures, segbench, bench, scaling)."""
+"""``spin-nerf dev``: the developer benchmarks under one verb (figures, segbench, bench, scaling, witnesses)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from spin_nerfstudio.prompts import SpinInputError
 
 def add_command(sub) -> None:
     """Add ``dev`` and its sub-commands to the ``spin-nerf`` parser's sub-parsers."""
-    dev = sub.add_parser("dev", help="developer benchmarks on generated scenes: figures, segbench, bench, scaling")
+    dev = sub.add_parser(
+        "dev", help="developer benchmarks on generated scenes: figures, segbench, bench, scaling, witnesses"
+    )
     verbs = dev.add_subparsers(dest="dev_command", required=True)
 
     f = verbs.add_parser("figures", help="inpainting figures on generated scenes: ours vs baselines, ablation, 2D")
@@ -43,6 +45,11 @@ def add_command(sub) -> None:
     scaling.add_arguments(
         verbs.add_parser("scaling", help="every stage's seconds and peak memory as the scene grows in views and pixels")
     )
+    from spin_nerfstudio.dev import witnesses
+
+    witnesses.add_arguments(
+        verbs.add_parser("witnesses", help="seen-elsewhere stage: all other views as witnesses vs a capped number")
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -63,6 +70,10 @@ def run(args: argparse.Namespace) -> None:
 
         sizes = [parse_size(s) for s in args.sizes]
         print(run_scaling(args.output, sizes, args.steps, args.seed)["table"])
+    elif args.dev_command == "witnesses":
+        from spin_nerfstudio.dev.witnesses import run_witness_bench
+
+        print(run_witness_bench(args.output, args.views, args.width, args.height, args.limits, args.repeats)["table"])
 
 
 def _figures(args: argparse.Namespace) -> None:

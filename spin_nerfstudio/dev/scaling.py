@@ -41,9 +41,10 @@ TABLE_FILE = "scaling.md"
 SAMPLE_SECONDS = 0.05
 """Interval of the parent's memory and CPU-time samples of the child."""
 DEFAULT_SIZES = ("12x64x48", "24x120x90", "48x240x180")
-DEFAULT_STEPS = (200, 50, 300)
+DEFAULT_STEPS = (200, 150, 350)
 """Shortened schedule (reconstruct, mask, total steps): the fits' cost per step does not depend on the scene size;
-the reconstruction needs about 200 steps for a depth good enough for the click-to-mask segmentation."""
+the reconstruction needs about 200 steps for a depth good enough for the click-to-mask segmentation, and the mask
+head about 150 for a non-empty final mask on 16 views (with 50 it came out empty)."""
 
 STAGE_ORDER = (
     "scene", "setup", "fit_reconstruct", "render", "initial_masks", "fit_segment", "mask_agreement", "final_masks",
@@ -150,6 +151,7 @@ def run_worker(output: Path, size: Size, steps: Sequence[int], seed: int) -> Dic
         "start": start,
         "end": time.time(),
         "timing": metrics["timing_seconds"],
+        "spans": metrics["spans"],
         "peak_rss_mb": metrics["peak_rss_mb"],
     }
     (output / "worker.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -158,18 +160,18 @@ def run_worker(output: Path, size: Size, steps: Sequence[int], seed: int) -> Dic
 
 # ---------------------------------------------------------------------------------------------------- parent side
 def stage_spans(worker: Dict[str, Any], stages_file: Dict[str, Any]) -> Dict[str, List[List[float]]]:
-    """Every row's [start, end] spans: the pipeline's own plus scene, setup, fit_inpaint and evaluate."""
+    """Every row's [start, end] spans: the pipeline's own plus scene, setup, fit_inpaint and evaluate (the demo's
+    own wall-clock spans of scene generation, training and evaluation)."""
     spans: Dict[str, List[List[float]]] = {k: [list(s) for s in v] for k, v in stages_file.get("spans", {}).items()}
-    timing = worker["timing"]
-    t0 = worker["start"]
-    scene_end = t0 + float(timing["scene"])
-    train_end = scene_end + float(timing["train_total"])
-    spans["scene"] = [[t0, scene_end]]
-    firsts = [s[0] for v in spans.values() for s in v if s[0] > scene_end]
-    spans["setup"] = [[scene_end, min(firsts) if firsts else train_end]]
-    boundary_ends = [s[1] for k, v in spans.items() if k not in ("field_prior", "scene") for s in v]
+    demo = worker["spans"]
+    train_start, train_end = demo["train"]
+    spans["scene"] = [list(demo["scene"])]
+    firsts = [s[0] for v in spans.values() for s in v if s[0] >= train_start]
+    spans["setup"] = [[train_start, min(firsts) if firsts else train_end]]
+    late = ("field_prior", "result_sheet", "scene")  # inside the inpainted fit / at its last step
+    boundary_ends = [s[1] for k, v in spans.items() if k not in late for s in v]
     spans["fit_inpaint"] = [[max(boundary_ends), train_end]]
-    spans["evaluate"] = [[train_end, train_end + float(timing["evaluate"])]]
+    spans["evaluate"] = [list(demo["evaluate"])]
     return spans
 
 
@@ -252,6 +254,7 @@ def _run_size(output: Path, size: Size, steps: Sequence[int], seed: int) -> Dict
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
         raise SpinInputError(f"size {size}: the removal failed (exit {returncode}), see {log}:\n{tail}")
     worker = json.loads(worker_file.read_text())
+    (output / f"{size}.samples.json").write_text(json.dumps({"time_rss_mib_cpu_s": sampler.samples}) + "\n")
     stages_path = next((folder / "runs").rglob(STAGES_FILE), None)
     if stages_path is None:
         raise SpinInputError(f"size {size}: no {STAGES_FILE} under {folder / 'runs'}")
@@ -332,6 +335,8 @@ def format_table(report: Dict[str, Any]) -> str:
         "Exponents: least squares of log(CPU seconds) on log(views) and log(pixels per view) over "
         f"{sizes}; '–' where the sizes do not vary in that variable. Wall-second exponents are in scaling.json.",
     ]
+    for fail in report.get("failed", []):
+        lines.append(f"FAILED {fail['size']}: {fail['error']}")
     return "\n".join(lines)
 
 
@@ -348,14 +353,21 @@ def run_scaling(output: Path, sizes: Sequence[Size], steps: Sequence[int] = DEFA
     output = Path(output).resolve()
     output.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    results = []
+    results, failed = [], []
     for size in sizes:
         print(f"spin-nerf dev scaling: {size} (removal in a subprocess, log {output / f'{size}.log'})", flush=True)
-        results.append(_run_size(output, size, steps, seed))
+        try:
+            results.append(_run_size(output, size, steps, seed))
+        except SpinInputError as err:  # reported, and the other sizes still run
+            print(f"spin-nerf dev scaling: {err}", flush=True)
+            failed.append({"size": str(size), "error": str(err).splitlines()[0]})
+            continue
         print(f"spin-nerf dev scaling: {size} took {results[-1]['wall_seconds']:.1f} s", flush=True)
+    if not results:
+        raise SpinInputError(f"every size failed; see the logs in {output}")
     report = {
         "sizes": [str(s) for s in sizes], "steps": list(steps), "seed": seed, "threads": torch.get_num_threads(),
-        "load_start": round(load, 1), "results": results, "exponents": fit_exponents(results),
+        "load_start": round(load, 1), "results": results, "failed": failed, "exponents": fit_exponents(results),
         "sample_seconds": SAMPLE_SECONDS,
     }  # fmt: skip
     table = format_table(report)
