@@ -41,7 +41,7 @@ TABLE_FILE = "scaling.md"
 SAMPLE_SECONDS = 0.05
 """Interval of the parent's memory and CPU-time samples of the child."""
 DEFAULT_SIZES = ("12x64x48", "24x120x90", "48x240x180")
-DEFAULT_STEPS = (200, 150, 350)
+DEFAULT_STEPS = (200, 150, 400)
 """Shortened schedule (reconstruct, mask, total steps): the fits' cost per step does not depend on the scene size;
 the reconstruction needs about 200 steps for a depth good enough for the click-to-mask segmentation, and the mask
 head about 150 for a non-empty final mask on 16 views (with 50 it came out empty)."""
