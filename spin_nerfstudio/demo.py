@@ -65,8 +65,11 @@ def run_demo(
     spec: Optional[SceneSpec] = None,
     iterations: Optional[Dict[str, int]] = None,
     device: str = "auto",
+    base: Optional[SpinTrainerConfig] = None,
 ) -> Dict[str, object]:
-    """Generate, remove, render, score. Returns the metrics and writes everything under ``output``."""
+    """Generate, remove, render, score. Returns the metrics and writes everything under ``output``.
+
+    ``base``: the trainer config to start from (default: spin-inpaint-small's)."""
     from spin_nerfstudio.evaluation.evaluate import evaluate_pipeline, write_metrics
     from spin_nerfstudio.evaluation.sheet import contact_sheet, overlay, pick_views, save_sheet
     from spin_nerfstudio.stage_io import load_views
@@ -85,7 +88,7 @@ def run_demo(
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     t_scene = time.time() - start
-    config = demo_config(scene, prompt_file, output, device, iterations)
+    config = demo_config(scene, prompt_file, output, device, iterations, base)
     t0 = time.time()
     trainer = run_training(config)
     t_train = time.time() - t0

@@ -78,3 +78,15 @@ def test_tiny_run_reports_every_stage(tmp_path) -> None:
     assert 0 <= result["unattributed_seconds"] < 0.5 * result["child_seconds"]
     table = (tmp_path / "scaling.md").read_text()
     assert table == report["table"] + "\n" and "| seen_elsewhere |" in table
+
+
+def test_config_changes_are_applied_or_refused() -> None:
+    from spin_nerfstudio.dev.scaling import apply_settings
+    from spin_nerfstudio.spin_config import spin_inpaint_small_config
+
+    config = spin_inpaint_small_config()
+    apply_settings(config, ["pipeline.visibility.max_witnesses=0", "pipeline.visibility.correct-depth=False"])
+    assert config.pipeline.visibility.max_witnesses == 0 and config.pipeline.visibility.correct_depth is False
+    for bad in ("pipeline.visibility.no_such_field=1", "pipeline.visibility.max_witnesses", "pipeline.x.y=1"):
+        with pytest.raises(SpinInputError, match=r"--set .*: expected FIELD=VALUE"):
+            apply_settings(config, [bad])

@@ -138,15 +138,45 @@ def span_usage(
 
 
 # ---------------------------------------------------------------------------------------------------- worker side
-def run_worker(output: Path, size: Size, steps: Sequence[int], seed: int) -> Dict[str, Any]:
+def apply_settings(config: Any, settings: Sequence[str]) -> None:
+    """Set config fields from ``DOTTED.NAME=VALUE`` strings (VALUE a Python literal, e.g. ``0``, ``False``)."""
+    import ast
+
+    from spin_nerfstudio.prompts import SpinInputError
+
+    for item in settings:
+        name, sep, text = item.partition("=")
+        *parents, leaf = name.replace("-", "_").split(".")
+        target = config
+        try:
+            for part in parents:
+                target = getattr(target, part)
+            getattr(target, leaf)
+            value = ast.literal_eval(text)
+        except (AttributeError, ValueError, SyntaxError):
+            raise SpinInputError(
+                f"--set {item}: expected FIELD=VALUE with a config field and a Python literal"
+            ) from None
+        if not sep:
+            raise SpinInputError(f"--set {item}: expected FIELD=VALUE")
+        setattr(target, leaf, value)
+
+
+def run_worker(
+    output: Path, size: Size, steps: Sequence[int], seed: int, settings: Sequence[str] = ()
+) -> Dict[str, Any]:
     """One removal (the demo's path, on the CPU) on a generated scene of ``size``; writes ``worker.json``."""
     from spin_nerfstudio.data.synthetic import SceneSpec
     from spin_nerfstudio.demo import run_demo
+    from spin_nerfstudio.spin_config import spin_inpaint_small_config
+
+    base = spin_inpaint_small_config()
+    apply_settings(base, settings)
 
     iterations = {"reconstruct": int(steps[0]), "mask": int(steps[1]), "total": int(steps[2])}
     start = time.time()
     metrics = run_demo(output, spec=SceneSpec(size.views, size.width, size.height, seed), iterations=iterations,
-                       device="cpu")  # fmt: skip
+                       device="cpu", base=base)  # fmt: skip
     result = {
         "start": start,
         "end": time.time(),
@@ -231,7 +261,7 @@ def growth_exponents(points: Sequence[Tuple[float, float, float]]) -> Dict[str, 
     return out
 
 
-def _run_size(output: Path, size: Size, steps: Sequence[int], seed: int) -> Dict[str, Any]:
+def _run_size(output: Path, size: Size, steps: Sequence[int], seed: int, settings: Sequence[str] = ()) -> Dict:
     from spin_nerfstudio.prompts import SpinInputError
     from spin_nerfstudio.stages.names import STAGES_FILE
 
@@ -239,6 +269,8 @@ def _run_size(output: Path, size: Size, steps: Sequence[int], seed: int) -> Dict
     log = output / f"{size}.log"
     cmd = [sys.executable, "-W", "ignore", "-m", "spin_nerfstudio.dev.scaling", "--worker", str(size),
            "--output", str(folder), "--steps", *map(str, steps), "--seed", str(seed)]  # fmt: skip
+    for item in settings:
+        cmd += ["--set", item]
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     t0 = time.time()
@@ -302,6 +334,7 @@ def format_table(report: Dict[str, Any]) -> str:
     lines = [
         f"spin-nerf dev scaling: sizes {sizes} (views x width x height), schedule {steps[0]}/{steps[1]}/{steps[2]} "
         f"steps (reconstruct/mask/total), seed {report['seed']}, device cpu, torch threads {report['threads']}, "
+        f"config changes: {' '.join(report.get('settings', [])) or 'none'}, "
         f"load average at start {report['load_start']}",
         "",
         "Seconds per stage, CPU (user + system, all threads) / wall; peak resident MiB sampled inside the stage:",
@@ -340,8 +373,17 @@ def format_table(report: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_scaling(output: Path, sizes: Sequence[Size], steps: Sequence[int] = DEFAULT_STEPS, seed: int = 0) -> Dict:
-    """Run every size, write ``scaling.json`` and ``scaling.md`` into ``output``; returns the report."""
+def run_scaling(
+    output: Path,
+    sizes: Sequence[Size],
+    steps: Sequence[int] = DEFAULT_STEPS,
+    seed: int = 0,
+    settings: Sequence[str] = (),
+) -> Dict:
+    """Run every size, write ``scaling.json`` and ``scaling.md`` into ``output``; returns the report.
+
+    ``settings``: ``FIELD=VALUE`` changes to the spin-inpaint-small config of every run (e.g.
+    ``pipeline.visibility.max_witnesses=0``)."""
     import torch
 
     from spin_nerfstudio.prompts import SpinInputError
@@ -350,6 +392,9 @@ def run_scaling(output: Path, sizes: Sequence[Size], steps: Sequence[int] = DEFA
         raise SpinInputError(
             f"--steps {' '.join(map(str, steps))}: need RECONSTRUCT > 0 and TOTAL > RECONSTRUCT + MASK"
         )
+    from spin_nerfstudio.spin_config import spin_inpaint_small_config
+
+    apply_settings(spin_inpaint_small_config(), settings)  # a bad FIELD=VALUE stops here, before any run
     output = Path(output).resolve()
     output.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -357,7 +402,7 @@ def run_scaling(output: Path, sizes: Sequence[Size], steps: Sequence[int] = DEFA
     for size in sizes:
         print(f"spin-nerf dev scaling: {size} (removal in a subprocess, log {output / f'{size}.log'})", flush=True)
         try:
-            results.append(_run_size(output, size, steps, seed))
+            results.append(_run_size(output, size, steps, seed, settings))
         except SpinInputError as err:  # reported, and the other sizes still run
             print(f"spin-nerf dev scaling: {err}", flush=True)
             failed.append({"size": str(size), "error": str(err).splitlines()[0]})
@@ -368,7 +413,7 @@ def run_scaling(output: Path, sizes: Sequence[Size], steps: Sequence[int] = DEFA
     report = {
         "sizes": [str(s) for s in sizes], "steps": list(steps), "seed": seed, "threads": torch.get_num_threads(),
         "load_start": round(load, 1), "results": results, "failed": failed, "exponents": fit_exponents(results),
-        "sample_seconds": SAMPLE_SECONDS,
+        "sample_seconds": SAMPLE_SECONDS, "settings": list(settings),
     }  # fmt: skip
     table = format_table(report)
     report["table"] = table
@@ -385,6 +430,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, nargs=3, default=list(DEFAULT_STEPS), metavar=("RECONSTRUCT", "MASK", "TOTAL"),
                    help="shortened schedule (default %(default)s)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="FIELD=VALUE",
+                   help="change a spin-inpaint-small config field in every run, e.g. "
+                   "pipeline.visibility.max_witnesses=0 (repeatable)")  # fmt: skip
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -394,8 +442,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--output", type=Path, required=True)
     p.add_argument("--steps", type=int, nargs=3, required=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", dest="settings", action="append", default=[])
     args = p.parse_args(argv)
-    run_worker(args.output, parse_size(args.worker), args.steps, args.seed)
+    run_worker(args.output, parse_size(args.worker), args.steps, args.seed, args.settings)
     return 0
 
 
