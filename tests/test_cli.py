@@ -25,7 +25,7 @@ def test_dev_lists_the_developer_benchmarks(capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["dev", "--help"])
     assert info.value.code == 0
-    assert _verbs(capsys.readouterr().out) == {"figures", "segbench", "bench"}
+    assert _verbs(capsys.readouterr().out) == {"figures", "segbench", "bench", "scaling", "witnesses"}
 
 
 def test_old_top_level_benchmark_names_are_refused(capsys) -> None:
@@ -40,3 +40,11 @@ def test_dev_figures_table_only_without_a_run_names_the_file(tmp_path, capsys) -
     assert main(["dev", "figures", "--output", str(tmp_path), "--table-only"]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'figures.json'}: not found; run spin-nerf dev figures first" in err
+
+
+def test_dev_scaling_refuses_bad_sizes_and_settings(tmp_path, capsys) -> None:
+    assert main(["dev", "scaling", "24x120", "--output", str(tmp_path)]) == 2
+    assert "size '24x120': expected VIEWSxWIDTHxHEIGHT" in capsys.readouterr().err
+    assert main(["dev", "scaling", "8x48x36", "--set", "pipeline.nope=1", "--output", str(tmp_path)]) == 2
+    assert "--set pipeline.nope=1: expected FIELD=VALUE" in capsys.readouterr().err
+    assert not (tmp_path / "8x48x36").exists()
