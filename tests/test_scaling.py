@@ -78,6 +78,13 @@ def test_tiny_run_reports_every_stage(tmp_path) -> None:
     assert 0 <= result["unattributed_seconds"] < 0.5 * result["child_seconds"]
     table = (tmp_path / "scaling.md").read_text()
     assert table == report["table"] + "\n" and "| seen_elsewhere |" in table
+    # replaying the run's seen-elsewhere stage on its own inputs gives at least its share (rejection off there)
+    from spin_nerfstudio.dev.witnesses import replay
+
+    lines = replay(tmp_path / "6x48x36", [0]).splitlines()
+    own = float(lines[0].rsplit(" ", 1)[1])
+    replayed = float(lines[-1].strip("|").split("|")[2])
+    assert lines[-1].startswith("| all |") and replayed >= own - 1e-4
 
 
 def test_config_changes_are_applied_or_refused() -> None:

@@ -71,8 +71,11 @@ def run(args: argparse.Namespace) -> None:
         sizes = [parse_size(s) for s in args.sizes]
         print(run_scaling(args.output, sizes, args.steps, args.seed, args.settings)["table"])
     elif args.dev_command == "witnesses":
-        from spin_nerfstudio.dev.witnesses import run_witness_bench
+        from spin_nerfstudio.dev.witnesses import replay, run_witness_bench
 
+        if args.replay is not None:
+            print(replay(args.replay, args.limits))
+            return
         print(run_witness_bench(args.output, args.views, args.width, args.height, args.limits, args.repeats)["table"])
 
 

@@ -6,6 +6,10 @@ rendered depth, the true object masks grown by 2 pixels as removal masks, a biha
 ``max_witnesses`` runs on the same inputs in this one process, alternating, best of ``repeats`` in CPU seconds
 (user + system, all threads); the share of masked pixels seen elsewhere and the colour error of the seen pixels
 against the true background tell what the cap costs in quality.
+
+``--replay DIR`` instead replays the stage of a finished ``spin-nerf dev scaling`` size folder (or demo output) on its
+own inputs (rendered depth, removal masks, 2D fill; the object-colour rejection off), once per setting: the cost of
+the cap with the imperfect rendered depth of a real run.
 """
 
 from __future__ import annotations
@@ -104,6 +108,52 @@ def run_witness_bench(
     return report
 
 
+def replay(output: Path, limits: Sequence[int]) -> str:
+    """Re-run the seen-elsewhere stage of the finished run under ``output`` (a demo-style folder) per setting."""
+    from PIL import Image
+
+    from spin_nerfstudio.inpainting import visibility as vis
+    from spin_nerfstudio.prompts import SpinInputError
+    from spin_nerfstudio.segmentation.propagate import PinholeView
+
+    found = next(Path(output).rglob(vis.SUMMARY_FILE), None)
+    if found is None:
+        raise SpinInputError(f"{output}: no finished run with {vis.SUMMARY_FILE} under it")
+    run, scene = found.parent, Path(output) / "scene"
+    tf = json.loads((scene / "transforms.json").read_text())
+    scale = json.loads((run / "dataparser_transforms.json").read_text())["scale"]  # rendered depth is in its units
+    views = [
+        PinholeView(np.asarray(f["transform_matrix"])[:3], tf["fl_x"], tf["fl_y"], tf["cx"], tf["cy"], tf["w"], tf["h"])
+        for f in tf["frames"]
+    ]
+    names = [Path(f["file_path"]).stem for f in tf["frames"]]
+
+    def rgb(path: Path) -> np.ndarray:
+        return np.asarray(Image.open(path).convert("RGB"))
+
+    inputs = {
+        "views": views, "images": [rgb(scene / "images" / f"{n}.png") for n in names],
+        "removal": [np.asarray(Image.open(run / "masks_dilated" / f"{n}.png")) > 0 for n in names],
+        "inpainted_rgb": [rgb(run / "inpainted" / f"{n}.png") for n in names],
+        "inpainted_depth": [np.load(run / "inpainted_depth" / f"{n}.npy") / scale for n in names],
+        "rendered_depth": [np.load(run / "depth" / f"{n}.npy") / scale for n in names],
+    }  # fmt: skip
+    masked = sum(int(m.sum()) for m in inputs["removal"])
+    own = json.loads(found.read_text())["seen_fraction"]
+    lines = [
+        f"spin-nerf dev witnesses --replay {output}: {len(views)} views; the run's own seen share {own:.4f}",
+        "",
+        "| max witnesses | CPU s | seen share |",
+        "|---:|---:|---:|",
+    ]
+    for k in limits:
+        c0 = time.process_time()
+        t = vis.seen_elsewhere_targets(**inputs, config=vis.VisibilityConfig(max_witnesses=k))
+        share = sum(int(s.sum()) for s in t.seen) / max(masked, 1)
+        lines.append(f"| {k or 'all'} | {time.process_time() - c0:.2f} | {share:.4f} |")
+    return "\n".join(lines)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``spin-nerf dev witnesses`` options."""
     p.add_argument("views", type=int, nargs="*", default=[16, 32, 64], help="view counts (default 16 32 64)")
@@ -112,3 +162,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limits", type=int, nargs="+", default=[0, 16], help="max_witnesses settings (0: all views)")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--output", type=Path, default=Path("witnesses_output"))
+    p.add_argument("--replay", type=Path, default=None, metavar="DIR",
+                   help="replay the stage of a finished dev scaling size folder instead of generating scenes")  # fmt: skip
