@@ -85,13 +85,14 @@ class VisibilityConfig:
     """Never count a pixel as seen when the colour its witnesses saw is more likely the removed object's than the
     background's (colour histograms of the pixels inside the final masks and outside the removal masks): where a
     mask misses a sliver of the object in one view, that view would otherwise witness the sliver as background."""
-    max_witnesses: int = 32
+    max_witnesses: int = 64
     """Other views each view's masked pixels are checked against (0: all of them). Checking all makes the stage grow
     with the square of the views (about 10^10 projected samples for 100 views at 1008x567); the ones kept are spread
     over the camera positions (farthest first from the view itself, so the widest baselines, which see most behind
     the object, are in), among the views facing the same way. Fewer witnesses see less: on a 64-view generated
     run (rendered depth) 32 kept 88% of the seen share for 57% of the time, 24 kept 77% for 45%
-    (``spin-nerf dev witnesses --replay``); scenes of up to 33 views are unaffected."""
+    (``spin-nerf dev witnesses --replay``). The default, 64, leaves captures of up to 65 views (juicebox: 64)
+    exactly as without the cap and makes larger ones grow linearly."""
     correct_depth: bool = True
     """Replace the inpainted depth prior by the swept depth where a pixel was seen, and fill the unseen rest of the
     mask again from those and the pixels around the mask (membrane fill in disparity; only with ``search sweep``)."""
