@@ -7,6 +7,12 @@ Segment, and checks what the server did: the prompt file in the run folder holds
 ground truth), the initial masks match the ground-truth masks, and the object is tinted in the rendered overlay.
 A screenshot of the panel and the overlay is written to ``tests/artifacts/viewer_click_to_remove.png``.
 
+Every step waits for a state the page shows, never for a fixed time: the click is made once the canvas shows the
+object and the browser has been told that click mode is on (the canvas cursor is "pointer" and the panel says
+"Mode: Positive"); before that, viser's browser treats a click as a camera click and never sends it. On a failure
+the page's screenshot, the server's log (with the panel's timestamped trace of mode changes, pointer messages and
+clicks) and the test's own timestamped steps are saved as ``tests/artifacts/viewer_failure.{png,server.log,test.log}``.
+
 The browser must start: without Chromium or Playwright the test fails, saying how to install them
 (``scripts/setup.sh`` does).
 """
@@ -43,6 +49,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = REPO / "tests" / "artifacts"
+FAILURE = ARTIFACTS / "viewer_failure"
 RECONSTRUCT, MASK_STEPS = 150, 60
 
 
@@ -79,6 +86,7 @@ class Training:
         self.log = out / "train.log"
         self.run_dir = out / "browser" / "spin-inpaint-small" / "run"
         env = dict(os.environ, SPIN_NERF_NO_DOWNLOAD="1", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+        env["SPIN_NERF_VIEWER_TRACE"] = "1"  # the panel logs mode changes, pointer messages and clicks
         args = [
             BIN / "ns-train", "spin-inpaint-small", "--data", scene, "--output-dir", out,
             "--experiment-name", "browser", "--timestamp", "run", "--machine.device-type", "cpu",
@@ -147,12 +155,44 @@ def status(page) -> str:
     return page.locator("p", has_text="Stage:").last.inner_text()
 
 
+def click_mode_on(page) -> bool:
+    """Whether viser's browser sends clicks: it sets the 3D canvas's cursor to "pointer" when the server enables
+    pointer events (and back when it disables them)."""
+    return page.evaluate("() => [...document.querySelectorAll('canvas')].some(c => c.style.cursor === 'pointer')")
+
+
+class Steps:
+    """The test's own steps with timestamps (to line up with the server's trace), and what it leaves on failure."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.path.write_text("")
+
+    def __call__(self, what: str) -> None:
+        with open(self.path, "a") as f:
+            f.write(f"test {time.time():.3f} {what}\n")
+
+    def save_failure(self, page, train: "Training") -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        if page is not None:
+            try:
+                page.screenshot(path=str(FAILURE.with_suffix(".png")))
+            except Exception as err:  # noqa: BLE001 - the logs are still worth saving
+                self(f"no screenshot: {err}")
+        FAILURE.with_suffix(".server.log").write_text(train.text())
+        FAILURE.with_suffix(".test.log").write_text(self.path.read_text())
+
+
 def test_click_segment_in_headless_chromium(tiny_scene, tmp_path, browser):
     start = time.time()
     port = free_port()
     train = Training(tiny_scene, tmp_path, port)
+    note, page = Steps(tmp_path / "test.log"), None
+    for old in ARTIFACTS.glob(FAILURE.name + ".*"):
+        old.unlink()
     try:
         train.wait_for("waiting for clicks on the object in the viewer", timeout=240)
+        note("reconstructed")
         phases = {"reconstructed": time.time() - start}
         page = browser.new_page(viewport={"width": 1100, "height": 800})
         page.goto(f"http://127.0.0.1:{port}")
@@ -164,17 +204,25 @@ def test_click_segment_in_headless_chromium(tiny_scene, tmp_path, browser):
             90,
             "the object on the canvas",
         )
-        # Click mode Positive, then a click on the object where the canvas shows it.
+        # Click mode Positive, then a click on the object where the canvas shows it, once the browser knows.
         phases["object on canvas"] = time.time() - start
+        note("object on canvas")
         page.get_by_label("Click mode").click()
         page.get_by_role("option", name="Positive").click()
+        note("Positive picked")
+        wait_until(lambda: click_mode_on(page), 60, "the browser to get click mode from the server", poll=0.1)
+        note("canvas cursor is pointer")
+        wait_until(lambda: "Mode: Positive" in status(page), 60, "the panel to show click mode Positive", poll=0.1)
+        note("panel shows Mode: Positive")
         obj = object_colour(before)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(obj.astype(np.uint8))
         obj = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
         depth_in = cv2.distanceTransform(obj.astype(np.uint8), cv2.DIST_L2, 5)
         cy, cx = np.unravel_index(np.argmax(depth_in), depth_in.shape)
         page.mouse.click(origin[0] + int(cx), origin[1] + int(cy))
-        wait_until(lambda: "1 positive, 0 negative" in status(page), 60, "the panel to count the click")
+        note(f"mouse clicked at canvas pixel ({cx}, {cy})")
+        wait_until(lambda: "1 positive, 0 negative" in status(page), 60, "the panel to count the click", poll=0.1)
+        note("panel counts the click")
 
         phases["click registered"] = time.time() - start
         # The server registered the point: the run's prompt file has it, on the object in the ground truth.
@@ -193,6 +241,7 @@ def test_click_segment_in_headless_chromium(tiny_scene, tmp_path, browser):
 
         # Segment: the pipeline segments at its next step; the initial masks match the ground truth.
         page.get_by_role("button", name="Segment").click()
+        note("Segment pressed")
         wait_until(lambda: (train.run_dir / "initial_masks" / "_complete.json").is_file(), 90, "the initial masks")
         phases["segmented"] = time.time() - start
         names = sorted(q.name for q in (tiny_scene / "masks").glob("*.png"))
@@ -234,5 +283,9 @@ def test_click_segment_in_headless_chromium(tiny_scene, tmp_path, browser):
             {k: round(v) for k, v in phases.items()},
             f"mask IoU {np.mean(ious):.3f}, overlay {inside:.2f}",
         )
+    except BaseException:
+        note("failed")
+        note.save_failure(page, train)
+        raise
     finally:
         train.stop()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import random
 import socket
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ from spin_nerfstudio.prompts import SpinInputError, load_prompts, match_to_datas
 from spin_nerfstudio.render import render_views
 from spin_nerfstudio.segmentation.propagate import PinholeView
 from spin_nerfstudio.viewer import clicks as clicks_mod
+from spin_nerfstudio.viewer import panel as panel_mod
 from spin_nerfstudio.viewer.clicks import ClickPoint, build_prompts, choose_views, lift_click, map_surface
 from spin_nerfstudio.viewer.panel import RemovalPanel
 
@@ -308,6 +311,80 @@ def test_clicks_without_a_surface_give_a_notification_not_a_point(run, truth):
     run.panel.click(run.click_pixel(0, x, y))
     run.panel.last_step = real
     assert run.panel.points == [] and run.panel.messages[-1].startswith("No depth yet")
+
+
+def test_a_click_while_training_runs_is_taken_at_the_next_step(run, truth):
+    """The training loop gives the lock back for a few bytecodes between steps and Python's lock is not fair: a click
+    that only waited for the lock could wait for minutes. The panel's step callback takes it at the next step."""
+    reset(run)
+    run.panel.select_mode("Positive")
+    stop, failed = threading.Event(), []
+
+    def training() -> None:
+        try:
+            while not stop.is_set():
+                run.train(1)
+        except BaseException as err:  # noqa: BLE001 - reported below
+            failed.append(err)
+
+    trainer = threading.Thread(target=training)
+    trainer.start()
+    try:
+        while run.step < RECONSTRUCT + 2 and not failed:  # the loop is running
+            time.sleep(0.01)
+        before = run.step
+        run.panel.click(run.click_pixel(0, *object_pixel(truth["gt"]["masks"][0])))
+        after = run.step
+    finally:
+        stop.set()
+        trainer.join(120)
+    assert not failed and not trainer.is_alive(), failed
+    assert len(run.panel.points) == 1 and run.panel.messages[-1].startswith("Added a positive point")
+    assert after - before <= 2, (before, after)  # taken in the step that was running, or the next one
+
+
+def test_a_click_that_waits_for_the_trainer_says_so_and_is_taken_after(run, truth, monkeypatch):
+    reset(run)
+    monkeypatch.setattr(run.panel.config, "busy_notice", 0.2)
+    run.panel.select_mode("Negative")
+    clicker = threading.Thread(
+        target=run.panel.click, args=(run.click_pixel(3, *background_pixel(run, truth, 3, opaque=True)),)
+    )
+    n = len(run.panel.messages)
+    with run.trainer.train_lock:  # a long step (a segmentation) holds the lock
+        clicker.start()
+        end = time.time() + 30
+        while not any(
+            m.startswith("Click waits: the trainer is busy (a training step)") for m in run.panel.messages[n:]
+        ):
+            assert time.time() < end, run.panel.messages[n:]
+            time.sleep(0.02)
+        assert run.panel.points == []
+        run.panel.on_step(run.step - 1)  # the step ends: the panel's callback (under the lock) takes the click
+    clicker.join(30)
+    assert not clicker.is_alive() and len(run.panel.points) == 1 and not run.panel.points[0].positive
+    assert run.panel.messages[-1].startswith("Added a negative point"), run.panel.messages[n:]
+
+
+def test_a_click_that_cannot_be_taken_is_never_silent(run, truth, monkeypatch):
+    reset(run)
+    x, y = object_pixel(truth["gt"]["masks"][0])
+    # Mode switched Off before the click ran (the pointer callback was swapped meanwhile).
+    run.panel.click(run.click_pixel(0, x, y))
+    assert run.panel.points == [] and run.panel.messages[-1].startswith("Click not taken: the click mode is Off")
+    # An error while lifting the click: viser's worker thread would swallow it; the panel says it.
+    run.panel.select_mode("Positive")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("render failed")
+
+    monkeypatch.setattr(panel_mod, "lift_click", broken)
+    run.panel.click(run.click_pixel(0, x, y))
+    assert run.panel.points == [] and run.panel.messages[-1] == "Click not taken: RuntimeError: render failed"
+    monkeypatch.undo()
+    run.panel.click(run.click_pixel(0, x, y))
+    assert len(run.panel.points) == 1
+    reset(run)
 
 
 def test_lift_click_thresholds(monkeypatch):

@@ -8,7 +8,8 @@ nerfstudio's viewer only finds elements and controls there.
 What the user does and what happens:
 
 - *Click mode* Positive / Negative registers the pointer callback (viser then locks the camera); Off unregisters it.
-  A click is a ray; the model is rendered along it (eval mode, no gradients, under the training lock) and the
+  The browser sends clicks only once the server's answer to the mode change has reached it, which is when the
+  status line shows "**Mode:** Positive" (or Negative); a click before that is a camera click. A click is a ray; the model is rendered along it (eval mode, no gradients, under the training lock) and the
   point at the rendered depth becomes a green (positive) or red (negative) sphere. Clicks before
   ``min_steps`` training steps, on nothing opaque, or on background at infinity give a notification instead.
 - *Undo last* / *Clear all* edit the points. After every change the points are written to the run folder as a
@@ -23,14 +24,23 @@ What the user does and what happens:
 
 Pointer callbacks are neither wrapped in the training lock nor followed by a re-render in nerfstudio 1.1.5; the
 panel's own GUI callbacks are not either (they are raw viser widgets inside one element), so every handler here
-takes the lock and triggers the re-render itself.
+needs the lock and triggers the re-render itself. The training loop releases the lock for only a few bytecodes
+between steps and Python's lock is not fair, so a handler blocked on it can wait for minutes while training runs.
+Every click and button press is therefore queued and run by whichever thread holds the lock first: the training
+loop at the end of its next step (the panel's step callback runs under the lock), or the handler's own thread when
+it gets the lock (training paused or finished, ``ns-viewer``). Nothing is dropped: a click that cannot be taken
+(no depth yet, nothing opaque, click mode gone, an error) gives a red notification saying why, and one that waits
+longer than ``busy_notice`` seconds (a segmentation holds the lock for a while) gives a notification that it waits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
@@ -62,6 +72,16 @@ VISER_SCALE = 10.0
 """nerfstudio draws the scene in viser at world x 10 (``VISER_NERFSTUDIO_SCALE_RATIO``)."""
 VIEWER_PROMPT_FILE = "viewer_prompts.json"
 """Prompt file written by the panel in ``ns-viewer`` (the run's own ``prompts.json`` is left alone)."""
+TRACE_ENV = "SPIN_NERF_VIEWER_TRACE"
+"""Environment variable: when set to 1, the panel writes a timestamped line to stderr for every mode change, pointer
+message and click it handles (to diagnose clicks that do not show up)."""
+
+
+def trace(what: str) -> None:
+    """One timestamped diagnostic line on stderr when :data:`TRACE_ENV` is 1."""
+    if os.environ.get(TRACE_ENV) == "1":
+        sys.stderr.write(f"viewer-trace {time.time():.3f} [{threading.current_thread().name}] {what}\n")
+        sys.stderr.flush()
 
 
 @dataclass
@@ -82,6 +102,23 @@ class RemovalPanelConfig:
     """After segmenting, switch the viewer's output from rgb to the tinted object overlay."""
     status_every: float = 0.5
     """Seconds between updates of the panel's progress line during training."""
+    busy_notice: float = 1.0
+    """Seconds a click (or a button press) may wait for the trainer (a long training step, a segmentation) before a
+    notification says that it is waiting; it is still taken once the trainer is free."""
+
+
+@dataclass
+class _Pending:
+    """A click or button press of the panel, waiting for the training lock."""
+
+    what: str
+    """What it is, for notifications and the trace ("click", "Undo last", ...)."""
+    action: Callable[[], Any]
+    """What to do with the training lock held."""
+    received: float = field(default_factory=time.time)
+    """When it arrived (seconds since the epoch)."""
+    done: threading.Event = field(default_factory=threading.Event)
+    """Set once it has run (or failed with a notification)."""
 
 
 class PanelControl(ViewerControl):
@@ -127,6 +164,8 @@ class RemovalPanel(ViewerElement[str]):
         self._last_status = 0.0
         self._widgets: dict = {}
         self._hidden_frustum: Optional[int] = None
+        self._pending: List[_Pending] = []
+        self._pending_lock = threading.Lock()
 
     # ------------------------------------------------------------------ viewer wiring
     def _create_gui_handle(self, viser_server: viser.ViserServer) -> None:
@@ -155,6 +194,7 @@ class RemovalPanel(ViewerElement[str]):
         """A browser changed the Click mode dropdown. viser also calls this, on a worker thread and some time later,
         for the values the panel itself assigns (``client`` None); those are ignored, or a late one would undo a
         newer ``select_mode``."""
+        trace(f"mode widget update to {event.target.value!r} from client {getattr(event, 'client_id', None)}")
         if event.client is not None:
             self.select_mode(str(event.target.value))
 
@@ -167,6 +207,14 @@ class RemovalPanel(ViewerElement[str]):
         """Keep the viewer (training lock, re-render, trainer)."""
         self.viewer = viewer
         self.server = viewer.viser_server
+        websock = getattr(self.server, "_websock_server", None)
+        if os.environ.get(TRACE_ENV) == "1" and websock is not None:
+            from viser import _messages
+
+            websock.register_handler(
+                _messages.ScenePointerMessage,
+                lambda client_id, msg: trace(f"pointer message {msg.event_type} from client {client_id}"),
+            )
 
     def training_callback(self) -> TrainingCallback:
         """Callback that records the step and refreshes the progress line."""
@@ -177,6 +225,7 @@ class RemovalPanel(ViewerElement[str]):
     def on_step(self, step: int) -> None:
         """Record the training step; refresh the status every ``status_every`` seconds."""
         self.last_step = step
+        self._run_pending()  # the training loop holds the lock here
         now = time.time()
         if now - self._last_status >= self.config.status_every:
             self._last_status = now
@@ -197,11 +246,52 @@ class RemovalPanel(ViewerElement[str]):
         if trigger is not None:
             trigger()
 
-    def _locked(self, fn: Callable[[], None]) -> None:
-        with self._lock():
-            fn()
-        self._refresh()
-        self._rerender()
+    def _locked(self, fn: Callable[[], Any], what: str = "The action") -> None:
+        """Run ``fn`` with the training lock held, by whichever thread gets it first (see the module docstring);
+        return once it has run."""
+        item = _Pending(what, fn)
+        with self._pending_lock:
+            self._pending.append(item)
+        lock = getattr(self.viewer, "train_lock", None)
+        told = False
+        while not item.done.is_set():
+            if lock is None:
+                self._run_pending()
+            elif lock.acquire(timeout=0.05):
+                try:
+                    self._run_pending()
+                finally:
+                    lock.release()
+            elif not item.done.wait(0.05) and not told and time.time() - item.received >= self.config.busy_notice:
+                told = True
+                trace(f"{what} waits for the training lock")
+                self.notify(
+                    f"{what} waits", f"the trainer is busy ({self._busy_reason()}); it is taken when it is free"
+                )
+
+    def _busy_reason(self) -> str:
+        if self.pending_segmentation:
+            return "segmenting"
+        if self._pipeline.spin_model.stage == Stage.INPAINT:
+            return "preparing the removal"
+        return "a training step"
+
+    def _run_pending(self) -> None:
+        """Run the queued clicks and button presses, in order (the caller holds the training lock)."""
+        with self._pending_lock:
+            items, self._pending = self._pending, []
+        for item in items:
+            trace(f"{item.what} runs after {time.time() - item.received:.3f} s")
+            try:
+                item.action()
+            except Exception as err:  # noqa: BLE001 - viser's worker threads would swallow it silently
+                CONSOLE.print_exception()
+                self.notify(f"{item.what} not taken", f"{type(err).__name__}: {err}", error=True)
+            finally:
+                item.done.set()
+        if items:
+            self._refresh()
+            self._rerender()
 
     # ------------------------------------------------------------------ messages and status
     def notify(self, title: str, body: str, error: bool = False) -> None:
@@ -269,8 +359,10 @@ class RemovalPanel(ViewerElement[str]):
         previous, self.mode = self.mode, mode
         if mode != "Off" and previous == "Off":
             self.control.register_pointer_cb("click", self.click, removed_cb=self._pointer_removed)
+            trace(f"pointer callback registered (mode {mode})")
         elif mode == "Off" and previous != "Off":
             self.control.unregister_pointer_cb()
+            trace("pointer callback unregistered")
         self._show_mode()
 
     def _show_mode(self) -> None:
@@ -287,12 +379,19 @@ class RemovalPanel(ViewerElement[str]):
 
     def click(self, click: ViewerClick) -> None:
         """Pointer callback: lift the clicked ray to a 3D point and add it (under the training lock)."""
-        self._locked(lambda: self._add_click(click))
+        mode = self.mode  # the mode the click was made in, even if it changes while the click waits
+        trace(f"click callback entered (mode {mode})")
+        self._locked(lambda: self._add_click(click, mode), "Click")
+        trace(f"click done; {len(self.points)} points")
 
-    def _add_click(self, click: ViewerClick) -> None:
-        if self.mode == "Off":
+    def _add_click(self, click: ViewerClick, mode: str) -> None:
+        if mode == "Off":
+            self.notify("Click not taken", "the click mode is Off; pick Positive or Negative first", error=True)
             return
-        positive = self.mode == "Positive"
+        if not self.interactive or self._pipeline.spin_model.stage == Stage.INPAINT:
+            self.notify("Click not taken", "the object is being removed; segmentation is over", error=True)
+            return
+        positive = mode == "Positive"
         if self.last_step is not None and self.last_step < self.config.min_steps:
             self.notify(
                 "No depth yet",
@@ -329,7 +428,7 @@ class RemovalPanel(ViewerElement[str]):
 
     def undo(self) -> None:
         """Remove the last point."""
-        self._locked(self._undo)
+        self._locked(self._undo, "Undo last")
 
     def _undo(self) -> None:
         if not self.points:
@@ -343,7 +442,7 @@ class RemovalPanel(ViewerElement[str]):
 
     def clear(self) -> None:
         """Remove every point."""
-        self._locked(self._clear)
+        self._locked(self._clear, "Clear all")
 
     def _clear(self) -> None:
         self.points.clear()
@@ -355,7 +454,7 @@ class RemovalPanel(ViewerElement[str]):
 
     def segment(self) -> None:
         """Ask the pipeline to segment from the current points at its next training step."""
-        self._locked(self._request_segmentation)
+        self._locked(self._request_segmentation, "Segment")
 
     def _request_segmentation(self) -> bool:
         if not self.interactive or self._pipeline.spin_model.stage == Stage.INPAINT:
@@ -370,7 +469,7 @@ class RemovalPanel(ViewerElement[str]):
 
     def remove(self) -> None:
         """Let the run go on to the final masks and the inpainting stages (segmenting first if needed)."""
-        self._locked(self._request_removal)
+        self._locked(self._request_removal, "Remove object")
 
     def _request_removal(self) -> None:
         pipe = self._pipeline
