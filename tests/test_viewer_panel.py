@@ -355,7 +355,8 @@ def test_a_click_that_waits_for_the_trainer_says_so_and_is_taken_after(run, trut
         clicker.start()
         end = time.time() + 30
         while not any(
-            m.startswith("Click waits: the trainer is busy (a training step)") for m in run.panel.messages[n:]
+            m.startswith("Click waits: the trainer is busy (a training step or a render)")
+            for m in run.panel.messages[n:]
         ):
             assert time.time() < end, run.panel.messages[n:]
             time.sleep(0.02)

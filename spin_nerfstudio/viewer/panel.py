@@ -274,7 +274,7 @@ class RemovalPanel(ViewerElement[str]):
             return "segmenting"
         if self._pipeline.spin_model.stage == Stage.INPAINT:
             return "preparing the removal"
-        return "a training step"
+        return "a training step or a render"
 
     def _run_pending(self) -> None:
         """Run the queued clicks and button presses, in order (the caller holds the training lock)."""
