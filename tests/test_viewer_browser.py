@@ -191,7 +191,7 @@ def test_click_segment_in_headless_chromium(tiny_scene, tmp_path, browser):
     for old in ARTIFACTS.glob(FAILURE.name + ".*"):
         old.unlink()
     try:
-        train.wait_for("waiting for clicks on the object in the viewer", timeout=240)
+        train.wait_for("waiting for clicks on the object in the viewer", timeout=600)
         note("reconstructed")
         phases = {"reconstructed": time.time() - start}
         page = browser.new_page(viewport={"width": 1100, "height": 800})
@@ -242,7 +242,7 @@ def test_click_segment_in_headless_chromium(tiny_scene, tmp_path, browser):
         # Segment: the pipeline segments at its next step; the initial masks match the ground truth.
         page.get_by_role("button", name="Segment").click()
         note("Segment pressed")
-        wait_until(lambda: (train.run_dir / "initial_masks" / "_complete.json").is_file(), 90, "the initial masks")
+        wait_until(lambda: (train.run_dir / "initial_masks" / "_complete.json").is_file(), 180, "the initial masks")
         phases["segmented"] = time.time() - start
         names = sorted(q.name for q in (tiny_scene / "masks").glob("*.png"))
         gt = [np.asarray(Image.open(tiny_scene / "masks" / q)) > 127 for q in names]
@@ -258,7 +258,7 @@ def test_click_segment_in_headless_chromium(tiny_scene, tmp_path, browser):
             m = re.search(r"step (\d+), mask head until step (\d+)", status(page))
             return bool(m) and int(m.group(1)) >= int(m.group(2))
 
-        wait_until(fitted, 150, "the mask head steps")
+        wait_until(fitted, 300, "the mask head steps")
         phases["mask head fitted"] = time.time() - start
         assert page.get_by_label("Output type").input_value() == "rgb_object_overlay"
         page.get_by_role("button", name="Go to training view").click()  # a fresh render from the same viewpoint
