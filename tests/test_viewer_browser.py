@@ -221,7 +221,7 @@ def test_click_segment_in_headless_chromium(tiny_scene, tmp_path, browser):
         cy, cx = np.unravel_index(np.argmax(depth_in), depth_in.shape)
         page.mouse.click(origin[0] + int(cx), origin[1] + int(cy))
         note(f"mouse clicked at canvas pixel ({cx}, {cy})")
-        wait_until(lambda: "1 positive, 0 negative" in status(page), 60, "the panel to count the click", poll=0.1)
+        wait_until(lambda: "1 positive, 0 negative" in status(page), 180, "the panel to count the click", poll=0.1)
         note("panel counts the click")
 
         phases["click registered"] = time.time() - start
