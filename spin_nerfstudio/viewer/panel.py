@@ -35,7 +35,6 @@ longer than ``busy_notice`` seconds (a segmentation holds the lock for a while) 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
@@ -236,10 +235,6 @@ class RemovalPanel(ViewerElement[str]):
         """Whether clicks drive this run (False when a prompt file or a mask dir was given)."""
         pipe = self._pipeline
         return getattr(pipe, "given_masks", None) is None and getattr(pipe.config, "prompt_file", None) is None
-
-    def _lock(self):
-        lock = getattr(self.viewer, "train_lock", None)
-        return lock if lock is not None else contextlib.nullcontext()
 
     def _rerender(self) -> None:
         trigger = getattr(self.viewer, "_trigger_rerender", None)
