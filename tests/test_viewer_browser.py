@@ -11,7 +11,8 @@ Every step waits for a state the page shows, never for a fixed time: the click i
 object and the browser has been told that click mode is on (the canvas cursor is "pointer" and the panel says
 "Mode: Positive"); before that, viser's browser treats a click as a camera click and never sends it. On a failure
 the page's screenshot, the server's log (with the panel's timestamped trace of mode changes, pointer messages and
-clicks) and the test's own timestamped steps are saved as ``tests/artifacts/viewer_failure.{png,server.log,test.log}``.
+clicks) and the test's own timestamped steps are saved as ``tests/artifacts/viewer_failure.{png,server.log,test.log}``
+(and the compared canvases as ``viewer_failure.{before,after}.png`` when the overlay check fails).
 
 The browser must start: without Chromium or Playwright the test fails, saying how to install them
 (``scripts/setup.sh`` does).
@@ -273,6 +274,10 @@ def test_click_segment_in_headless_chromium(tiny_scene, tmp_path, browser):
             return (inside, away) if inside > 0.7 else None
 
         inside, away = wait_until(tinted, 60, "the tinted object overlay", poll=1.0)
+        if away >= 0.1:  # keep the two canvases that were compared (the failure screenshot is a later render)
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            for name, rgb in (("before", before), ("after", canvas_rgb(page)[0])):
+                Image.fromarray((rgb * 255).astype(np.uint8)).save(FAILURE.with_suffix(f".{name}.png"))
         assert away < 0.1, away
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "viewer_click_to_remove.png"))
