@@ -265,10 +265,13 @@ def test_click_segment_in_headless_chromium(tiny_scene, tmp_path, browser):
         page.get_by_role("button", name="Go to training view").click()  # a fresh render from the same viewpoint
         ring = cv2.dilate(obj.astype(np.uint8), np.ones((25, 25), np.uint8)) == 0
 
+        compared = {}
+
         def tinted():
             if resolution(page) < 200:  # wait for the full-resolution render (Fast: 256 px), not the preview
                 return None
             after, _ = canvas_rgb(page)
+            compared["after"] = after
             gain = (after[..., 2] - after[..., 0]) - (before[..., 2] - before[..., 0])  # blue minus red, vs before
             inside, away = float((gain[obj] > 0.3).mean()), float(np.abs(gain[ring]).mean())
             return (inside, away) if inside > 0.7 else None
@@ -276,7 +279,7 @@ def test_click_segment_in_headless_chromium(tiny_scene, tmp_path, browser):
         inside, away = wait_until(tinted, 60, "the tinted object overlay", poll=1.0)
         if away >= 0.1:  # keep the two canvases that were compared (the failure screenshot is a later render)
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            for name, rgb in (("before", before), ("after", canvas_rgb(page)[0])):
+            for name, rgb in (("before", before), ("after", compared["after"])):
                 Image.fromarray((rgb * 255).astype(np.uint8)).save(FAILURE.with_suffix(f".{name}.png"))
         assert away < 0.1, away
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
