@@ -271,6 +271,8 @@ def test_click_segment_in_headless_chromium(tiny_scene, tmp_path, browser):
             if resolution(page) < 200:  # wait for the full-resolution render (Fast: 256 px), not the preview
                 return None
             after, _ = canvas_rgb(page)
+            if resolution(page) < 200:  # a preview arrived meanwhile: the grab may be a blurred low-res frame
+                return None
             compared["after"] = after
             gain = (after[..., 2] - after[..., 0]) - (before[..., 2] - before[..., 0])  # blue minus red, vs before
             inside, away = float((gain[obj] > 0.3).mean()), float(np.abs(gain[ring]).mean())
