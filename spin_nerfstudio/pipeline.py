@@ -100,6 +100,12 @@ class SpinPipelineConfig(VanillaPipelineConfig):
     mask_outlier_iou: float = 0.5
     """Halfway through the mask steps, views whose initial mask has IoU below this with the mask field's render
     stop contributing to the mask loss (clicked views are always kept; 0 disables the check)."""
+    mask_outlier_repair: bool = True
+    """Views that the agreement check finds disagreeing get a new initial mask (the field's render snapped to the
+    image's edges) and stay in the mask loss; False drops them from it instead."""
+    masks_only: bool = False
+    """Stop the removal after the final masks and their report (RUN/mask_report.json, RUN/masks_all.png): no
+    inpainting, no inpainted fit. Pair with --max-num-iterations reconstruct-steps + mask-steps + 1."""
     mask_sheet_views: int = 12
     """Views shown in RUN/masks_sheet.png (initial and final masks over the images) when the final masks exist, and
     in RUN/before_after.png (input, NeRF before, removal mask, 2D inpainted target, NeRF after) at the last step."""
@@ -191,6 +197,7 @@ class SpinPipeline(VanillaPipeline):
         self._agreement_checked = False
         self._depths: List[np.ndarray] = []  # rendered depth of every view (stage ``render``)
         self._initial: Optional[List[np.ndarray]] = None  # initial masks (stage ``initial_masks``)
+        self._initial_status: Optional[List[str]] = None  # how each initial mask was made (for the mask report)
         self._mask_outliers: List[int] = []  # views the agreement check dropped from the mask loss
         self._last_step: Optional[int] = None  # the run's last step (set with the training callbacks)
         self._max_steps: Optional[int] = None  # the run's step count (set with the training callbacks)
@@ -321,7 +328,9 @@ class SpinPipeline(VanillaPipeline):
             masks = self._run_timed(
                 "final_masks", lambda: mask_field.render_final_masks(self, token, self._initial, self._mask_outliers)
             )
-            if self.object_removal.accept_final_masks(masks):
+            if self.config.masks_only:
+                self.removal_requested = False  # the masks and their report are written: nothing else to do
+            elif self.object_removal.accept_final_masks(masks):
                 self._fit_done(stage)
                 self._finish_masks(masks, step, token)
         elif (

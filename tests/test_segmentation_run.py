@@ -43,6 +43,26 @@ def test_masks_contact_sheet_shows_the_final_masks(tiny_run, tiny_scene):
     assert np.abs(tile[~final] - image[~final]).max() <= 1
 
 
+def test_mask_report_and_the_sheet_of_every_view(tiny_run, tiny_scene):
+    names = sorted(p.name for p in (tiny_scene / "images").glob("*.png"))
+    report = json.loads((tiny_run / "mask_report.json").read_text())
+    rows = {r["view"]: r for r in report["views"]}
+    assert sorted(rows) == names and rows["000.png"]["status"] == "clicked"
+    final = {n: np.array(Image.open(tiny_run / "masks" / n)) > 0 for n in names}
+    assert all(rows[n]["area"] == int(final[n].sum()) for n in names)
+    assert all(rows[n]["final"] in ("initial", "field") for n in names)
+    assert all(0.0 <= rows[n]["initial_field_iou"] <= 1.0 for n in names)
+    # The clicked mask's centroid, lifted to 3D, lands inside the final mask wherever the object is well inside.
+    gt = {n: np.array(Image.open(tiny_scene / "masks" / n)) > 0 for n in names}
+    seen = [n for n in names if gt[n].sum() > 100]
+    assert np.mean([rows[n]["centroid_inside"] for n in seen]) >= 0.9
+    log = (tiny_run / "train.log").read_text()
+    assert any(line in log for line in report["summary"][:1]) and "every view's final mask:" in log
+    sheet = Image.open(tiny_run / "masks_all.png")
+    # 12 views, 8 to a row, 64 x 48 tiles scaled by 3, title and column rows on top.
+    assert sheet.size == (8 * (64 * 3 + 4) + 4, 34 + 2 * (48 * 3 + 4) + 4)
+
+
 @pytest.mark.parametrize(
     "make, extra, message",
     [

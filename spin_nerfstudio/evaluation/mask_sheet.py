@@ -49,6 +49,36 @@ def write_mask_sheet(
     return save_sheet(contact_sheet(rows, columns, None, scale=scale, title=title), Path(path))
 
 
+def write_all_masks_sheet(
+    path: Path,
+    images: UInt8[np.ndarray, "N H W 3"],
+    masks: Sequence[Bool[np.ndarray, "H W"]],
+    names: Sequence[str],
+    notes: Optional[Sequence[str]] = None,
+    views_per_row: int = 8,
+) -> Path:
+    """Write every view with its final mask: magenta tint and a white outline over the image, the view's name (and
+    ``notes``, e.g. the mask's agreement with the field) in its corner, ``views_per_row`` views to a row."""
+    import cv2
+
+    tiles = []
+    for k in range(len(masks)):
+        tile = overlay(images[k], masks[k], alpha=0.4)
+        contours, _ = cv2.findContours(masks[k].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(tile, contours, -1, (255, 255, 255), 1)
+        label = Path(names[k]).stem + (f" {notes[k]}" if notes is not None else "")
+        tiles.append(_labelled(tile, label))
+    blank = np.full_like(tiles[0], 255)
+    rows = []
+    for start in range(0, len(tiles), views_per_row):
+        row = tiles[start : start + views_per_row]
+        rows.append(row + [blank] * (views_per_row - len(row)))
+    width = images[0].shape[1]
+    scale = max(1, int(np.ceil(160 / width)))
+    title = f"all {len(masks)} views; final mask magenta with a white outline"
+    return save_sheet(contact_sheet(rows, [""] * views_per_row, None, scale=scale, title=title), Path(path))
+
+
 def _labelled(image: np.ndarray, text: str) -> np.ndarray:
     """The image with its name written in its top-left corner."""
     from PIL import Image, ImageDraw

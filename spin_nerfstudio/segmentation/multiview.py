@@ -3,16 +3,20 @@
 Propagation (:func:`propagate_prompts`):
 
 1. In each clicked image the segmenter turns the clicks into a mask; the mask is checked (not empty, not the
-   background) and its pixels are lifted to 3D with the reconstruction's rendered depth. Clicks in several images
-   all contribute: their point clouds are merged.
-2. The merged cloud is projected into every other view; only points that land inside the image and are not behind
-   that view's rendered surface count (``visible_projection``). The visible pixels form a prior mask that the
-   segmenter snaps to the object's edges (``Segmenter.refine``). A view where (almost) nothing is visible — the
-   object is out of frame or hidden — gets an empty mask rather than a wrong one.
+   background: :func:`check_object_mask`) and its confidently placed pixels (``confident_pixels``: off the outline,
+   opaque, within the object's depth range, so no floater) are lifted to 3D with the reconstruction's rendered
+   depth. Clicks in several images all contribute: their point clouds are merged.
+2. The merged cloud is projected into every other view; points are dropped only where something stands clearly in
+   front of the whole object (``object_visible_projection``: the object's own far side and its slightly misplaced
+   depth do not hide it, small floaters are ignored). The visible pixels form a prior mask that the segmenter snaps
+   to the object's edges (``Segmenter.refine``); a snap that overlaps the prior too little is discarded for the
+   prior. A view where (almost) nothing is visible — the object is out of frame or hidden — gets an empty mask
+   rather than a wrong one.
 
 Agreement (:func:`agreement_outliers`): halfway through the mask-head fit the pipeline renders the field's masks
-and compares them with the initial masks; views whose IoU is below a threshold are dropped from the mask loss
-(their per-pixel weight becomes 0), so that one bad 2D mask cannot drag the 3D field.
+and compares them with the initial masks; views whose IoU is below a threshold get a new initial mask from the
+field's render snapped to the image (:func:`repair_views`), or are dropped from the mask loss (per-pixel weight 0)
+where the field renders nothing, so that one bad 2D mask cannot drag the 3D field.
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ from jaxtyping import Bool, Float, UInt8
 
 from spin_nerfstudio.prompts import PromptSet, SpinInputError
 from spin_nerfstudio.segmentation.base import Segmenter
-from spin_nerfstudio.segmentation.propagate import PinholeView, lift, splat_mask, visible_projection
+from spin_nerfstudio.segmentation.propagate import (
+    PinholeView,
+    confident_pixels,
+    lift,
+    object_visible_projection,
+    splat_mask,
+)
 
 
 @dataclass
@@ -36,7 +46,8 @@ class PropagationResult:
     masks: List[np.ndarray]
     """One boolean H x W mask per view."""
     status: List[str] = field(default_factory=list)
-    """Per view: 'clicked', 'propagated', 'out of frame or hidden'."""
+    """Per view: 'clicked', 'propagated' (projected and snapped to the image), 'projected' (the snap disagreed with
+    the projection, which is kept), 'out of frame or hidden'."""
     visible_points: List[int] = field(default_factory=list)
     """Per view: how many points of the 3D cloud are visible there (clicked views: the cloud size)."""
 
@@ -66,6 +77,99 @@ def front_fraction(mask: Bool[np.ndarray, "H W"], depth: Float[np.ndarray, "H W"
     return float(np.mean(behind))
 
 
+def _inverse_z(depth: Float[np.ndarray, "H W"], view: Optional[PinholeView]) -> Float[np.ndarray, "H W"]:
+    """1 / forward depth (a plane is affine in it); without a camera, 1 / ray distance (close for a narrow view)."""
+    h, w = depth.shape
+    d = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float64)
+    if view is None:
+        return 1.0 / d
+    ys, xs = np.mgrid[:h, :w]
+    norm = np.sqrt(((xs + 0.5 - view.cx) / view.fx) ** 2 + ((ys + 0.5 - view.cy) / view.fy) ** 2 + 1.0)
+    return norm / d
+
+
+def _fit_planes(
+    xs: np.ndarray, ys: np.ndarray, values: np.ndarray, tol: float, iterations: int = 150, max_planes: int = 3
+) -> List[np.ndarray]:
+    """Planes (a, b, c: value = a x + b y + c) found one after another by RANSAC, each holding >= 20% of the points
+    within relative ``tol``; empty when together they hold less than half of them."""
+    rng = np.random.default_rng(0)
+    a = np.stack([xs, ys, np.ones_like(xs)], -1).astype(np.float64)
+    left = np.ones(len(values), bool)
+    planes: List[np.ndarray] = []
+    for _ in range(max_planes):
+        idx = np.nonzero(left)[0]
+        if len(idx) < max(12, 0.2 * len(values)):
+            break
+        best, best_in = None, None
+        for _ in range(iterations):
+            pick = rng.choice(idx, 3, replace=False)
+            try:
+                coef = np.linalg.solve(a[pick], values[pick])
+            except np.linalg.LinAlgError:
+                continue
+            inl = left & (np.abs(a @ coef - values) < tol * np.abs(values))
+            if best_in is None or inl.sum() > best_in.sum():
+                best, best_in = coef, inl
+        if best is None or best_in.sum() < 0.2 * len(values):
+            break
+        best = np.linalg.lstsq(a[best_in], values[best_in], rcond=None)[0]
+        planes.append(best)
+        left &= ~(np.abs(a @ best - values) < tol * np.abs(values))
+    if not planes or left.mean() > 0.5:
+        return []
+    return planes
+
+
+def plane_protrusion(
+    mask: Bool[np.ndarray, "H W"],
+    depth: Float[np.ndarray, "H W"],
+    view: Optional[PinholeView] = None,
+    edge: float = 0.05,
+) -> Optional[float]:
+    """How much the masked region stands out of the surfaces around it: the share of its pixels clearly in front of
+    every plane fitted to its surroundings, minus the same share among the surroundings (depth noise).
+
+    The planes (at most three: a floor, a wall behind, a side wall) are fitted by RANSAC in inverse forward depth,
+    where a plane is affine in the pixel coordinates, to a ring around the mask that starts 3 px out, so that the
+    blurred outline of a rendered depth map does not count; a 5 x 5 median first removes speckle and small floaters.
+    An object resting on a floor occludes the floor behind it, so its pixels lie in front of the floor's plane
+    everywhere except along the contact line, even where its outline has no depth step; a patch of floor or wall
+    lies on one of the planes. "In front" means closer by more than ``edge`` (relative). Returns None when the
+    surroundings are not made of a few planes (cluttered, or too few pixels).
+    """
+    h, w = mask.shape
+    valid = np.isfinite(depth) & (depth > 0)
+    smooth = cv2.medianBlur(np.where(valid, depth, 0.0).astype(np.float32), 5)
+    inv = _inverse_z(np.where(valid & (smooth > 0), smooth, np.nan), view)
+    m8 = mask.astype(np.uint8)
+    width = int(np.clip(0.35 * np.sqrt(mask.sum()), 4, 0.25 * min(h, w)))
+    near = cv2.dilate(m8, np.ones((7, 7), np.uint8)) > 0
+    ring = (cv2.dilate(m8, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 7,) * 2)) > 0) & ~near
+    ring &= np.isfinite(inv)
+    inner = (cv2.erode(m8, np.ones((3, 3), np.uint8)) > 0) & np.isfinite(inv)
+    if not inner.any():
+        inner = mask & np.isfinite(inv)
+    if ring.sum() < 12 or not inner.any():
+        return None
+    ys, xs = np.nonzero(ring)
+    planes = _fit_planes(xs, ys, inv[ys, xs], edge / 2.0)
+    if not planes:
+        return None
+
+    def in_front(sel: np.ndarray) -> float:
+        yy, xx = np.nonzero(sel)
+        value = inv[yy, xx]
+        ahead = np.ones(len(value), bool)
+        for coef in planes:
+            plane = coef[0] * xx + coef[1] * yy + coef[2]
+            # A plane seen edge-on or behind the camera there (plane <= 0): the pixel looks at no point of it.
+            ahead &= (plane <= 0) | (value > plane * (1.0 + edge))
+        return float(np.mean(ahead))
+
+    return max(0.0, in_front(inner) - in_front(ring))
+
+
 def check_object_mask(
     mask: Bool[np.ndarray, "H W"],
     where: str,
@@ -73,15 +177,18 @@ def check_object_mask(
     depth: Optional[Float[np.ndarray, "H W"]] = None,
     min_front: float = 0.15,
     min_pixels: int = 20,
+    view: Optional[PinholeView] = None,
+    min_protrusion: float = 0.3,
 ) -> None:
     """Reject a clicked-view mask that is empty or looks like background.
 
     Background means: it covers more than ``max_fraction`` of the image, spans it from edge to edge, is hardly more
-    than the clicked pixels (fewer than ``min_pixels``), or (with a depth map) fewer than ``min_front`` of the pixels
-    around it are behind it (see :func:`front_fraction`). Patches of floor or wall score 0 on the generated scenes;
-    objects score 0.6 to 0.75 with their true masks and stay above 0.3 when the segmenter misses a face of them
-    (a cylinder's top), hence the low default.
-    ``max_fraction >= 1`` switches the background checks off.
+    than the clicked pixels (fewer than ``min_pixels``), or (with a depth map) it neither has a depth step along
+    ``min_front`` of its outline (:func:`front_fraction`) nor stands out of the surface around it over
+    ``min_protrusion`` of its pixels (:func:`plane_protrusion`). The first test accepts objects in front of a far
+    background; the second accepts an object resting on a floor or table seen from a low angle, whose outline is a
+    depth step only along its top (or along none of it once the rendered depth has blurred the outline). Both read
+    the depth map after a 5 x 5 median (speckle, small floaters). Patches of floor or wall fail both. ``view`` (the camera) makes the plane fit exact; ``max_fraction >= 1`` switches the checks off.
     """
     if not mask.any():
         raise SpinInputError(f"{where}: the clicks select no object (empty mask)")
@@ -96,18 +203,19 @@ def check_object_mask(
     elif mask.sum() < min_pixels:
         why = f"is only {int(mask.sum())} pixels"
     elif depth is not None:
-        front = front_fraction(mask, depth)
+        front = front_fraction(mask, cv2.medianBlur(np.nan_to_num(depth.astype(np.float32)), 5))
         if front < min_front:
-            why = f"does not stand in front of its surroundings (only {front:.0%} of its outline is a depth step)"
+            protrusion = plane_protrusion(mask, depth, view)
+            if protrusion is None or protrusion < min_protrusion:
+                stands = (
+                    "" if protrusion is None else f", and {protrusion:.0%} of it stands out of the surface around it"
+                )
+                why = f"does not stand in front of its surroundings (only {front:.0%} of its outline is a depth step{stands})"
     if why is not None:
         raise SpinInputError(
             f"{where}: the clicked region {why}, which looks like background, not an object; click on the object "
             "(add negative clicks on the background), or set --pipeline.segmenter.max-object-fraction 1 to skip this check"
         )
-
-
-def _erode(mask: np.ndarray) -> np.ndarray:
-    return cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
 
 
 def propagate_prompts(
@@ -122,6 +230,7 @@ def propagate_prompts(
     max_object_fraction: float = 0.6,
     min_visible_fraction: float = 0.002,
     progress=None,
+    min_refine_iou: float = 0.4,
 ) -> PropagationResult:
     """Initial masks of all views from the clicks (see the module docstring).
 
@@ -133,11 +242,14 @@ def propagate_prompts(
         accumulations: rendered opacity per view (a click where it is below 0.5 lands on no surface).
         views: cameras.
         segmenter: 2D segmenter.
-        visibility_tolerance: relative depth slack of the visibility test.
+        visibility_tolerance: relative depth slack of the visibility test (at least 0.15: a pixel hides the object
+            only where its surface is closer than the object's nearest point by that much).
         max_object_fraction: see :func:`check_object_mask`.
         min_visible_fraction: a view whose visible projected pixels cover less than this fraction of the image
             (and fewer than 4 pixels) is treated as not seeing the object.
         progress: optional wrapper for the loop over views (e.g. rich's ``track``).
+        min_refine_iou: a view whose snapped mask overlaps its projected prior less than this (IoU) keeps the
+            prior (status 'projected').
 
     Raises:
         SpinInputError: a click lands on no surface, or the clicks select nothing / the background.
@@ -159,11 +271,9 @@ def propagate_prompts(
                     f"(rendered opacity {acc[int(y), int(x)]:.2f}, depth {d:.3g}); click on the object"
                 )
         mask = segmenter.segment(images[k], pos, neg, depth).astype(bool)
-        check_object_mask(mask, f"{prompts.source}: {prompt.image}", max_object_fraction, depth)
+        check_object_mask(mask, f"{prompts.source}: {prompt.image}", max_object_fraction, depth, view=views[k])
         clicked[k] = clicked[k] | mask if k in clicked else mask
-        ys, xs = np.nonzero(_erode(mask))
-        if len(xs) == 0:
-            ys, xs = np.nonzero(mask)
+        ys, xs = np.nonzero(confident_pixels(mask, depth, acc))
         pts, _ = lift(views[k], np.stack([xs, ys], -1), depth)
         clouds.append(pts)
     cloud = np.concatenate(clouds, axis=0)
@@ -176,15 +286,22 @@ def propagate_prompts(
             result.visible_points.append(len(cloud))
             continue
         v = views[j]
-        xs, ys, sel = visible_projection(v, cloud, depths[j], visibility_tolerance)
+        xs, ys, sel = object_visible_projection(v, cloud, depths[j], max(visibility_tolerance, 0.15))
         prior = splat_mask(xs, ys, v.height, v.width, close=2)
         result.visible_points.append(int(sel.sum()))
         if prior.sum() < max(4, min_visible_fraction * v.height * v.width):
             result.masks.append(np.zeros((v.height, v.width), dtype=bool))
             result.status.append("out of frame or hidden")
             continue
-        result.masks.append(segmenter.refine(images[j], prior, depths[j]).astype(bool))
-        result.status.append("propagated")
+        refined = segmenter.refine(images[j], prior, depths[j]).astype(bool)
+        if agreement_ious([refined], [prior])[0] < min_refine_iou:
+            # The snap went astray (it lost the object, or leaked into a surface of the same colour): the projection
+            # itself is the better guess, and the mask field's agreement check repairs it later if needed.
+            result.masks.append(prior)
+            result.status.append("projected")
+        else:
+            result.masks.append(refined)
+            result.status.append("propagated")
     return result
 
 
@@ -227,3 +344,32 @@ def choose_final_mask(
     """
     keep = agreement_ious([field_mask], [initial])[0] >= keep_iou
     return (initial.copy() if keep else field_mask.copy()), keep
+
+
+def repair_views(
+    images: UInt8[np.ndarray, "N H W 3"],
+    field_masks: Sequence[Bool[np.ndarray, "H W"]],
+    bad: Sequence[int],
+    segmenter: Segmenter,
+    depths: Optional[Sequence[Float[np.ndarray, "H W"]]] = None,
+    min_iou: float = 0.6,
+) -> Dict[int, Tuple[Bool[np.ndarray, "H W"], str]]:
+    """New initial masks for the views whose own mask disagrees with the mask field (``bad``).
+
+    The field is one object shaped by every view, so where a view's propagated mask went wrong (empty, shifted,
+    half the object) its render is the better prior: it is snapped to the image's edges by the segmenter (as a
+    projected mask is) and kept when the snap still overlaps the render (IoU >= ``min_iou``), else the render itself
+    is taken. A view where the field renders nothing is left out (the field says the object is not there).
+    Returns {view: (mask, 'snapped' or 'field')}; full-resolution ``field_masks`` are expected.
+    """
+    out: Dict[int, Tuple[np.ndarray, str]] = {}
+    for j in bad:
+        prior = np.asarray(field_masks[j], bool)
+        if not prior.any():
+            continue
+        snapped = segmenter.refine(images[j], prior, None if depths is None else depths[j]).astype(bool)
+        if snapped.any() and agreement_ious([snapped], [prior])[0] >= min_iou:
+            out[j] = (snapped, "snapped")
+        else:
+            out[j] = (prior.copy(), "field")
+    return out

@@ -7,6 +7,7 @@ each (unit) ray, as nerfstudio renders it; cameras are nerfstudio's (OpenGL axes
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -124,3 +125,67 @@ def dilate(mask: Bool[np.ndarray, "H W"], kernel: int, iterations: int) -> Bool[
     if iterations <= 0 or kernel <= 1:
         return mask.astype(bool)
     return cv2.dilate(mask.astype(np.uint8), np.ones((kernel, kernel), np.uint8), iterations=iterations) > 0
+
+
+def confident_pixels(
+    mask: Bool[np.ndarray, "H W"],
+    depth: Float[np.ndarray, "H W"],
+    accumulation: Optional[Float[np.ndarray, "H W"]] = None,
+    band: float = 0.15,
+    min_share: float = 0.3,
+) -> Bool[np.ndarray, "H W"]:
+    """The pixels of an object mask whose rendered depth can be trusted for lifting it to 3D.
+
+    A rendered depth map is unreliable along the object's outline (blended with the background), where the field is
+    not opaque (accumulation below 0.5) and at floaters. Kept: the mask eroded by one pixel, opaque, with a log-depth
+    within ``band`` (or three robust standard deviations, whichever is wider) of the median over the mask, which is
+    the object's depth range. When that leaves fewer than ``min_share`` of the eroded mask (a thin object, or depth
+    too noisy to tell), the eroded mask is kept whole.
+    """
+    core = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    if not core.any():
+        core = mask.astype(bool)
+    ok = core & np.isfinite(depth) & (depth > 0)
+    if accumulation is not None:
+        ok &= accumulation >= 0.5
+    if not ok.any():
+        return core
+    logd = np.log(np.where(ok, depth, 1.0))
+    centre = float(np.median(logd[ok]))
+    spread = 1.4826 * float(np.median(np.abs(logd[ok] - centre)))
+    keep = ok & (np.abs(logd - centre) <= max(np.log1p(band), 3.0 * spread))
+    return keep if keep.sum() >= min_share * core.sum() else core
+
+
+def object_visible_projection(
+    view: PinholeView,
+    points: Float[np.ndarray, "N 3"],
+    depth: Float[np.ndarray, "H W"],
+    tolerance: float = 0.15,
+    floater_px: int = 5,
+) -> tuple:
+    """Pixels of an object's 3D points in a view, kept unless something stands in front of the whole object there.
+
+    The mask wanted is the object's silhouette, so a point hidden behind the object's own front surface still
+    belongs to it; per-point tests against a noisy rendered depth also drop points wherever the object's depth was
+    rendered a little too close. Here a pixel is hidden only when the rendered surface there is closer than the
+    object's nearest point in this view (5th percentile of the in-frame points' distances) by more than
+    ``tolerance`` (relative): an occluder in front of the object, not the object's own depth rendered a little too
+    close (the default is wider than :func:`visible_projection`'s for that reason). Blobs of near depth narrower than ``floater_px``
+    pixels (floaters of an imperfect reconstruction) are removed first by a grey-value dilation (local maximum) of
+    the depth map. Returns (x, y) integer arrays and the boolean selection over ``points``.
+    """
+    xy, z, dist = view.project(points)
+    xi = np.floor(xy[:, 0] + 0.5).astype(int)
+    yi = np.floor(xy[:, 1] + 0.5).astype(int)
+    ok = (z > 0) & (xi >= 0) & (xi < view.width) & (yi >= 0) & (yi < view.height)
+    sel = np.zeros(len(points), dtype=bool)
+    idx = np.nonzero(ok)[0]
+    if len(idx) == 0:
+        return xi[sel], yi[sel], sel
+    surface = np.nan_to_num(np.asarray(depth, np.float32), nan=0.0, posinf=0.0)
+    if floater_px > 1:
+        surface = cv2.dilate(surface, np.ones((floater_px, floater_px), np.uint8))
+    nearest = float(np.percentile(dist[idx], 5))
+    sel[idx] = surface[yi[idx], xi[idx]] * (1.0 + tolerance) >= nearest
+    return xi[sel], yi[sel], sel

@@ -60,6 +60,7 @@ def initial_masks(pipe: SpinPipeline, token: str) -> List[np.ndarray]:
                 out_dir.put(i, m)
         out_dir.finish()
     attach_initial_masks(pipe.datamanager, masks)
+    pipe._initial_status = list(status)
     counts = sum(int(m.any()) for m in masks)
     hidden = [n for n, st in zip(names, status) if st != "clicked" and st != "propagated"]
     CONSOLE.print(f"spin-nerfstudio: initial masks in {counts}/{len(masks)} views; fitting the mask head")

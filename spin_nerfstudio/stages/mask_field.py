@@ -1,15 +1,16 @@
 """Stages ``mask_agreement``, ``final_masks`` and the removal masks: the fitted mask head decides every view's mask.
 
 Inputs: the model with its mask head fitted to the initial masks (``mask_steps`` steps) and the initial masks.
-Outputs: the views whose initial mask disagrees with the field (``RUN/mask_agreement.json``; they stop driving the
-mask loss), the final masks (``RUN/masks/``, probabilities in ``RUN/mask_probability.npy``) and the dilated removal
-masks (``RUN/masks_dilated/``) that the inpainting stages fill.
+Outputs: the views whose initial mask disagrees with the field (``RUN/mask_agreement.json``; they get a new initial
+mask from the field's render snapped to the image, or stop driving the mask loss), the final masks (``RUN/masks/``, probabilities in ``RUN/mask_probability.npy``) and the dilated removal
+masks (``RUN/masks_dilated/``) that the inpainting stages fill; the per-view report of the final masks
+(``RUN/mask_report.json``, ``.txt``) and the sheet of every view's final mask (``RUN/masks_all.png``).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -19,10 +20,12 @@ from rich.progress import track
 
 from spin_nerfstudio.model.spin_model import INITIAL_MASK_WEIGHT
 from spin_nerfstudio.render import render_views
-from spin_nerfstudio.segmentation.multiview import agreement_ious, agreement_outliers, choose_final_mask
+from spin_nerfstudio.segmentation.multiview import agreement_ious, agreement_outliers, choose_final_mask, repair_views
 from spin_nerfstudio.segmentation.propagate import dilate
+from spin_nerfstudio.segmentation.report import write_mask_report
 from spin_nerfstudio.stage_io import write_json
-from spin_nerfstudio.stages.common import fail, note_reuse, stage_folder
+from spin_nerfstudio.stages.common import fail, note_reuse, pinhole_views, stage_folder
+from spin_nerfstudio.stages.initial_masks import attach_initial_masks
 from spin_nerfstudio.stages.names import AGREEMENT_FILE, MASK_DIR, PROBABILITY_FILE, REMOVAL_MASK_DIR
 
 if TYPE_CHECKING:
@@ -38,6 +41,8 @@ def check_mask_agreement(pipe: SpinPipeline, initial: Optional[List[np.ndarray]]
     ious = agreement_ious(field_masks, small)
     threshold = pipe.config.mask_outlier_iou
     bad = agreement_outliers(ious, threshold, keep=pipe.prompt_views)
+    repaired = repair_outliers(pipe, initial, bad, field_masks) if pipe.config.mask_outlier_repair and bad else {}
+    bad = [i for i in bad if i not in repaired]
     weights = torch.ones(len(names), *initial[0].shape, 1)
     weights[bad] = 0.0
     pipe.datamanager.set_view_data(INITIAL_MASK_WEIGHT, weights)
@@ -54,9 +59,36 @@ def check_mask_agreement(pipe: SpinPipeline, initial: Optional[List[np.ndarray]]
     if pipe.run_dir is not None:
         write_json(
             pipe.run_dir / AGREEMENT_FILE,
-            {"threshold": threshold, "iou": dict(zip(names, ious)), "ignored": [names[i] for i in bad]},
-        )
+            {"threshold": threshold, "iou": dict(zip(names, ious)), "ignored": [names[i] for i in bad],
+             "repaired": {names[i]: how for i, how in repaired.items()}},
+        )  # fmt: skip
     return list(bad)
+
+
+def repair_outliers(
+    pipe: SpinPipeline, initial: List[np.ndarray], bad: List[int], field_masks: List[np.ndarray]
+) -> Dict[int, str]:
+    """Replace (in place) the initial masks of disagreeing views by the field's render snapped to the image
+    (:func:`repair_views`) and attach them again; returns {view: how}. Views where the field renders nothing are
+    left out (they stay dropped from the mask loss)."""
+    images = pipe.datamanager.images_uint8()
+    size = (images.shape[2], images.shape[1])
+    full = {i: cv2.resize(field_masks[i].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0 for i in bad}
+    segmenter = pipe.config.segmenter.setup(device=str(pipe.device), resolved=pipe._segmenter_plan)
+    fixed = repair_views(images, full, list(full), segmenter, pipe._depths)
+    if pipe._initial_status is None:  # resumed mid-segmentation: the statuses were not kept
+        pipe._initial_status = ["initial"] * len(initial)
+    for i, (mask, how) in fixed.items():
+        initial[i] = mask
+        pipe._initial_status[i] = f"repaired ({how})"
+    if fixed:
+        attach_initial_masks(pipe.datamanager, initial)
+        names = ", ".join(pipe.datamanager.image_names[i] for i in sorted(fixed))
+        CONSOLE.print(
+            f"spin-nerfstudio: mask agreement: new initial masks from the mask field for {len(fixed)} view(s): {names}",
+            soft_wrap=True,
+        )
+    return {i: how for i, (_, how) in fixed.items()}
 
 
 def _render_masks_for_check(pipe: SpinPipeline, initial: List[np.ndarray]) -> Tuple[List[np.ndarray], List[np.ndarray]]:
@@ -87,14 +119,16 @@ def render_final_masks(
     if choose and len(masks) < len(cams):
         masks = {}  # every view is rendered again, so RUN/mask_probability.npy holds them all
     todo = [i for i in range(len(cams)) if i not in masks]
-    probability, kept = [], 0
+    probability, kept, source = [], 0, {}
     for i in track(todo, description="Rendering object masks", transient=True):
         out = render_views(pipe.model, cams, indices=[i], keys=("object_mask",), progress=False)
         probability.append(out["object_mask"][0][..., 0])
         masks[i] = probability[-1] > threshold
+        source[i] = "field"
         if choose and i not in outliers:
             masks[i], keep = choose_final_mask(masks[i], initial[i], keep_iou)  # type: ignore[index]
             kept += keep
+            source[i] = "initial" if keep else "field"
         out_dir.put(i, masks[i])
     out_dir.finish()
     if choose and todo:
@@ -105,7 +139,23 @@ def render_final_masks(
             f"mask field >= {keep_iou:g}); the others take the mask field's",
             soft_wrap=True,
         )
+        if pipe.run_dir is not None:
+            _report(pipe, [masks[i] for i in range(len(cams))], [p > threshold for p in probability], initial, source)
     return [masks[i] for i in range(len(cams))]
+
+
+def _report(pipe: SpinPipeline, final: List[np.ndarray], field: List[np.ndarray], initial, source: Dict) -> None:
+    """Per-view mask report and the sheet of every view (segmentation/report.py), with the clicked view's centroid
+    check; the summary goes to the log."""
+    assert pipe.run_dir is not None
+    centroid = None
+    if pipe.prompt_views and len(pipe._depths) == len(final):
+        centroid = (pinhole_views(pipe), pipe.prompt_views[0], pipe._depths[pipe.prompt_views[0]])
+    names, images = pipe.datamanager.image_names, pipe.datamanager.images_uint8()
+    sources = [source[i] for i in range(len(final))]
+    for line in write_mask_report(pipe.run_dir, names, images, final, field, initial, pipe._initial_status, sources,
+                                  centroid=centroid):  # fmt: skip
+        CONSOLE.print(f"spin-nerfstudio: {line}", soft_wrap=True)
 
 
 def removal_masks(pipe: SpinPipeline, masks: List[np.ndarray], token: str) -> List[np.ndarray]:
