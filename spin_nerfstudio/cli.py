@@ -27,6 +27,12 @@ def _parser() -> argparse.ArgumentParser:
         help="object shape/colour/size/position and partly-out-of-frame views from the seed",
     )
     s.add_argument(
+        "--texture",
+        default="smooth",
+        choices=["smooth", "tiles", "stripes", "checker"],
+        help="background texture: smooth blends (default) or a sharp high-frequency pattern over them",
+    )
+    s.add_argument(
         "--spin-layout",
         action="store_true",
         help="SPIn-NeRF layout: images_4/ with label/, test_label/; --num-views training views",
@@ -93,6 +99,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                     from spin_nerfstudio.data.synthetic import varied_spec
 
                     spec = varied_spec(args.seed, args.num_views, args.width, args.height)
+                if args.texture != "smooth":
+                    import dataclasses
+
+                    spec = dataclasses.replace(spec, texture=args.texture)
                 out = make_scene(args.output, spec, llff=not args.no_llff)
             print(f"spin-nerf: scene written to {out}")
         elif args.command == "demo":

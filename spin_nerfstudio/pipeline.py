@@ -37,6 +37,7 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineC
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from spin_nerfstudio.data.datamanager import SpinDataManager, SpinDataManagerConfig
+from spin_nerfstudio.evaluation import geometry_check
 from spin_nerfstudio.guard import FiniteGuard, first_nonfinite_term
 from spin_nerfstudio.inpainting import visibility as vis
 from spin_nerfstudio.inpainting.config import InpainterConfig
@@ -135,6 +136,13 @@ class SpinPipelineConfig(VanillaPipelineConfig):
     field_prior_object_tolerance: float = 0.1
     """How far (any channel, colours in [0, 1]) the render must depart from the 2D fill for a pixel to join an
     object-coloured region that keeps the fill (the remnant's blurred edges)."""
+    inpaint_schedule: Literal["restart", "continue"] = "restart"
+    """Learning rates of the inpainted fit, which starts from a fresh field: "restart" runs the whole schedule
+    again over the fit's steps (model/schedule.py), "continue" goes on with the tail of the run's schedule (before;
+    the fresh field then came out blurrier than the reconstruction)."""
+    check_poses: bool = True
+    """After the reconstruction, stop with a message when its training PSNR or the agreement of its depth between
+    neighbouring views says the camera poses do not match the images (evaluation/geometry.py)."""
     lpips_net: Literal["alex", "vgg"] = "alex"
     """Backbone of the perceptual loss (SPIn-NeRF uses vgg; alex is cheaper on a CPU)."""
     lpips_weights: Optional[Path] = None
@@ -272,6 +280,7 @@ class SpinPipeline(VanillaPipeline):
         """At the last step of a run that fitted the inpainted scene, write RUN/before_after.png."""
         if sheets.result_sheet_due(self, step):
             self._run_timed("result_sheet", lambda: sheets.write_result_sheet(self, step))
+            self._run_timed("removal_figures", lambda: geometry_check.removal_figures(self))
 
     # ------------------------------------------------------------------ training step
     def get_train_loss_dict(self, step: int):
@@ -360,6 +369,9 @@ class SpinPipeline(VanillaPipeline):
 
     def _render_reconstruction(self, token: str) -> None:
         self._depths = render_reconstruction(self, token)
+        problem = geometry_check.check_reconstruction(self, self._depths)
+        if problem and self.config.check_poses:
+            fail(problem)
 
     def _initial_masks(self, step: int, token: str) -> None:
         self._initial = initial_masks(self, token)

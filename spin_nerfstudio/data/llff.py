@@ -130,6 +130,9 @@ class SpinLLFFDataParserConfig(DataParserConfig):
     every view is needed); "interval" holds out every ``eval_interval``-th image (indices 0, N, 2N, ...) for eval."""
     eval_interval: int = 8
     """Hold out every N-th image for eval when ``eval_mode`` is "interval"."""
+    eval_offset: int = 0
+    """First held-out index when ``eval_mode`` is "interval" (indices offset, offset + N, ...; 0 is nerfstudio's
+    split). Lets a clicked view stay a training view."""
     scene_scale: float = 1.5
     """Half-size of the axis-aligned scene box centred on the origin, in output (scaled) coordinates."""
     spin_layout: Optional[bool] = None
@@ -277,7 +280,13 @@ class SpinLLFF(DataParser):
             if self.config.eval_interval < 2:
                 interval = self.config.eval_interval
                 raise ValueError(f"eval_interval must be >= 2 (1 leaves no training image), got {interval}")
+            offset = self.config.eval_offset
+            if not 0 <= offset < self.config.eval_interval:
+                raise ValueError(f"eval_offset must be in [0, eval_interval), got {offset}")
             i_train, i_eval = get_train_eval_split_interval(placeholder, self.config.eval_interval)
+            if offset:
+                held = np.arange(num_images) % self.config.eval_interval == offset
+                i_train, i_eval = np.flatnonzero(~held), np.flatnonzero(held)
         else:
             raise ValueError(f"Unknown eval_mode {self.config.eval_mode!r} (expected 'all' or 'interval')")
         if split == "train":

@@ -24,7 +24,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -64,6 +64,8 @@ _OBJECT_PALETTES = {
     "green": (np.array([0.10, 0.70, 0.15]), np.array([0.85, 0.90, 0.10]), np.array([0.05, 0.45, 0.10])),
 }
 SHAPES = ("box", "cylinder", "sphere")
+TEXTURES = ("smooth", "tiles", "stripes", "checker")
+"""Background textures: smooth blends only (the default), or a sharp high-frequency pattern over them."""
 
 # Direction towards the light (upper left, in front of the object), and the ambient term of the shading.
 _LIGHT_DIR = np.array([-0.5, -0.7, 0.9]) / np.linalg.norm([-0.5, -0.7, 0.9])
@@ -92,6 +94,11 @@ class SceneSpec:
     """Shift of the object on the floor (x, y) in world units; the cameras keep looking at the unshifted spot."""
     partial_views: int = 0
     """How many of the last views are aimed beside the object, so that it is partly or wholly out of frame."""
+    texture: str = "smooth"
+    """Background texture: smooth (low-frequency colour blends, the default), or one of tiles (square tiles with dark
+    grout lines), stripes or checker laid sharply over them on the floor and the wall (a few pixels per period), so
+    that blur and misplaced geometry cost what they cost on real captures. The pattern's period, angle and contrast
+    follow the seed (a separate random stream: the rest of the scene is as for ``texture="smooth"``)."""
 
 
 def varied_spec(seed: int, num_views: int = 16, width: int = 96, height: int = 72) -> SceneSpec:
@@ -151,6 +158,56 @@ class _Texture:
 
 
 @dataclass
+class _Pattern:
+    """A sharp periodic pattern that darkens the background colour where it is 1."""
+
+    kind: str
+    """One of ``TEXTURES`` except smooth."""
+    period: float
+    """Period in world units."""
+    angle: float
+    """Rotation of the pattern in its plane, radians."""
+    offset: Tuple[float, float]
+    """Shift of the pattern in world units."""
+    contrast: float
+    """Share of the colour removed where the pattern is 1."""
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Colour multiplier at plane coordinates (a, b), shape a.shape + (1,)."""
+        c, s = math.cos(self.angle), math.sin(self.angle)
+        u = (c * a - s * b + self.offset[0]) / self.period
+        v = (s * a + c * b + self.offset[1]) / self.period
+        fu, fv = u - np.floor(u), v - np.floor(v)
+        if self.kind == "stripes":
+            on = fu < 0.5
+        elif self.kind == "checker":
+            on = (np.floor(u) + np.floor(v)) % 2 == 1
+        else:  # tiles: grout lines 12% of the period wide
+            on = (fu < 0.12) | (fv < 0.12)
+        return (1.0 - self.contrast * on.astype(np.float64))[..., None]
+
+
+def _make_pattern(spec: "SceneSpec") -> Optional[Tuple[_Pattern, _Pattern]]:
+    """Floor and wall patterns of ``spec.texture`` (None for smooth), from a random stream of their own."""
+    if spec.texture == "smooth":
+        return None
+    if spec.texture not in TEXTURES:
+        raise ValueError(f"unknown texture {spec.texture!r} (expected one of {', '.join(TEXTURES)})")
+    rng = np.random.default_rng([spec.seed, 3571])
+    base = {"tiles": 0.2, "stripes": 0.08, "checker": 0.12}[spec.texture]
+    return tuple(  # type: ignore[return-value]
+        _Pattern(
+            spec.texture,
+            period=float(base * rng.uniform(0.8, 1.25)),
+            angle=float(rng.uniform(0.0, np.pi)),
+            offset=(float(rng.uniform(0, 1)), float(rng.uniform(0, 1))),
+            contrast=float(rng.uniform(0.3, 0.45)),
+        )
+        for _ in range(2)
+    )
+
+
+@dataclass
 class _Scene:
     """Sampled scene content."""
 
@@ -169,6 +226,8 @@ class _Scene:
     """Object shape (see ``SceneSpec.shape``)."""
     palette: tuple = (_OBJECT_SIDE, _OBJECT_STRIPE, _OBJECT_TOP)
     """Object colours: side, stripe, top."""
+    patterns: Optional[Tuple[_Pattern, _Pattern]] = None
+    """Sharp floor and wall patterns (None: smooth textures only)."""
 
 
 def _make_texture(rng: np.random.Generator, palette: np.ndarray, waves: int = 3) -> _Texture:
@@ -261,6 +320,7 @@ def _sample_scene(spec: SceneSpec) -> _Scene:
         stripe_z=(float(stripe_z[0]), float(stripe_z[1])),
         shape=spec.shape,
         palette=_OBJECT_PALETTES[spec.object_palette],
+        patterns=_make_pattern(spec),
         c2ws=np.stack(c2ws),
         focal=float(focal),
         cx=spec.width / 2.0,
@@ -311,6 +371,9 @@ def _render_view(scene: _Scene, c2w: np.ndarray, width: int, height: int) -> dic
     p_bg = origin + t_bg[..., None] * dirs
     floor_rgb = scene.floor(p_bg[..., 0], p_bg[..., 1]) * _shade(np.array([0.0, 0.0, 1.0]))
     wall_rgb = scene.wall(p_bg[..., 0], p_bg[..., 2]) * _shade(np.array([0.0, -1.0, 0.0]))
+    if scene.patterns is not None:
+        floor_rgb = floor_rgb * scene.patterns[0](p_bg[..., 0], p_bg[..., 1])
+        wall_rgb = wall_rgb * scene.patterns[1](p_bg[..., 0], p_bg[..., 2])
     rgb_bg = np.where(hit_wall[..., None], wall_rgb, floor_rgb)
 
     if scene.shape == "box":

@@ -1,4 +1,4 @@
-"""``spin-nerf dev``: the developer benchmarks under one verb (figures, segbench, bench, scaling, witnesses)."""
+"""``spin-nerf dev``: the developer benchmarks under one verb (figures, segbench, bench, scaling, witnesses, geometry)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,12 @@ def add_command(sub) -> None:
     f.add_argument("--masks", default="truth", choices=["truth", "clicks"],
                    help="removal masks: the scene's ground truth (default) or segmented from its click")  # fmt: skip
     f.add_argument("--repeats", type=int, default=2, help="fits per method and scene, averaged (default 2)")
+    f.add_argument("--texture", default="smooth", choices=["smooth", "tiles", "stripes", "checker"],
+                   help="background texture of the generated scenes (default smooth)")  # fmt: skip
     f.add_argument("--table-only", action="store_true", help="print the table of OUTPUT/figures.json again")
+
+    g = verbs.add_parser("geometry", help="a run's reconstruction figures: held-out PSNR, depth reprojection agreement")
+    g.add_argument("run", type=Path, help="run folder (holding config.yml)")
 
     b = verbs.add_parser("segbench", help="initial vs mask-field IoU on varied generated scenes")
     b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -77,6 +82,10 @@ def run(args: argparse.Namespace) -> None:
             print(replay(args.replay, args.limits))
             return
         print(run_witness_bench(args.output, args.views, args.width, args.height, args.limits, args.repeats)["table"])
+    elif args.dev_command == "geometry":
+        from spin_nerfstudio.evaluation.geometry_check import run_dir_figures
+
+        print("\n".join(run_dir_figures(args.run)))
 
 
 def _figures(args: argparse.Namespace) -> None:
@@ -97,4 +106,6 @@ def _figures(args: argparse.Namespace) -> None:
     if args.steps is not None:
         iterations = {"reconstruct": args.steps[0], "mask": args.steps[1], "total": args.steps[2]}
     spec = {"num_views": args.num_views, "width": args.width, "height": args.height}
+    if args.texture != "smooth":
+        spec["texture"] = args.texture
     print(figures_table(run_figures(args.output, args.seeds, spec, iterations, device, args.masks, args.repeats)))

@@ -48,8 +48,9 @@ def variant_config(
 ):
     """Config of a refit of the run at ``run_config`` that starts from its stage outputs, changed by ``change``.
 
-    The refit trains for as many steps as the run's inpainted fit (or ``steps``) and on the same stretch of the
-    learning-rate schedule; it is written to ``out_dir/name/<method>/run``.
+    The refit trains for as many steps as the run's inpainted fit (or ``steps``) on the learning rates that fit had:
+    the whole schedule again (``inpaint_schedule`` "restart") or the same stretch of the run's schedule
+    ("continue", and runs from before that setting existed); it is written to ``out_dir/name/<method>/run``.
     """
     import yaml
 
@@ -61,7 +62,8 @@ def variant_config(
     fit = total - start if steps is None else int(steps)
     if fit <= 0:
         raise SpinInputError(f"{run_config}: the run has no inpainted-fit steps ({total} steps in all)")
-    continue_schedule(config, start, total)
+    if getattr(pipe, "inpaint_schedule", "continue") == "continue":  # a restarted run's fit had the whole schedule
+        continue_schedule(config, start, total)
     config.max_num_iterations = fit
     config.steps_per_save = fit
     config.output_dir = Path(out_dir)

@@ -98,6 +98,10 @@ class SpinModelConfig(ModelConfig):
     _target: Type = field(default_factory=lambda: SpinModel)
     near_plane: float = 0.05
     """Distance along each ray where sampling starts."""
+    near_from_bounds: float = 0.8
+    """When the dataparser gives the capture's depth bounds (``metadata["near"]``, e.g. ``spin-llff``'s nearest
+    bound over all views, in scene units), sampling starts at this share of it if that is beyond ``near_plane``:
+    nothing was observed nearer, and density there is a floater in front of the cameras. 0 keeps ``near_plane``."""
     far_plane: float = 1000.0
     """Distance along each ray where sampling stops (the scene is contracted beyond the unit box)."""
     background_color: Literal["random", "last_sample", "black", "white"] = "last_sample"
@@ -186,7 +190,8 @@ class SpinModel(Model):
             encoding = "hash" if self.implementation == "tcnn" else "planes"
         self.encoding_kind = encoding
         CONSOLE.print(
-            f"spin-nerfstudio: field encoding '{encoding}', implementation '{self.implementation}' on device '{device}'"
+            f"spin-nerfstudio: field encoding '{encoding}', implementation '{self.implementation}' on device '{device}', "
+            f"near plane {self.near_plane():.3g}"
         )
         contraction = BoxContraction()
         aabb = self.scene_box.aabb
@@ -224,11 +229,19 @@ class SpinModel(Model):
             single_jitter=self.config.use_single_jitter,
             update_sched=update_schedule,
         )
-        self.collider = NearFarCollider(near_plane=self.config.near_plane, far_plane=self.config.far_plane)
+        self.collider = NearFarCollider(near_plane=self.near_plane(), far_plane=self.config.far_plane)
         self.renderer_rgb = RGBRenderer(background_color=self.config.background_color)
         self.renderer_accumulation = AccumulationRenderer()
         self.renderer_depth = DepthRenderer(method="expected")
         self.register_buffer("stage_index", torch.tensor(int(Stage.RECONSTRUCT)))
+
+    def near_plane(self) -> float:
+        """Where sampling starts: ``near_plane``, or ``near_from_bounds`` x the capture's near bound if beyond."""
+        bound = (self.kwargs.get("metadata") or {}).get("near")
+        near = float(self.config.near_plane)
+        if self.config.near_from_bounds > 0 and isinstance(bound, (int, float)) and np.isfinite(bound) and bound > 0:
+            near = max(near, self.config.near_from_bounds * float(bound))
+        return near
 
     @property
     def stage(self) -> Stage:

@@ -18,6 +18,7 @@ import torch
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from spin_nerfstudio.inpainting import field_prior as fp
+from spin_nerfstudio.model.schedule import restart_schedules
 from spin_nerfstudio.model.spin_model import (
     INPAINTED_DEPTH,
     INPAINTED_RGB,
@@ -75,7 +76,14 @@ def start_inpainted_fit(pipe: SpinPipeline, step: int) -> None:
             opt.state.clear()
     pipe.spin_model.set_stage(Stage.INPAINT)
     pipe._stage_start_step = step
+    restart_fit_schedules(pipe)
     CONSOLE.print("spin-nerfstudio: fitting the inpainted scene from scratch")
+
+
+def restart_fit_schedules(pipe: SpinPipeline) -> None:
+    """With ``inpaint_schedule`` "restart", run the learning-rate schedules again over the fit's steps."""
+    if pipe.config.inpaint_schedule == "restart" and pipe._optimizers is not None and pipe._max_steps:
+        restart_schedules(pipe._optimizers.schedulers, pipe._stage_start_step, pipe._max_steps)
 
 
 # ---------------------------------------------------------------------- field prior

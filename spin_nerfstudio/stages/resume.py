@@ -21,7 +21,7 @@ from spin_nerfstudio.model.spin_model import Stage
 from spin_nerfstudio.stage_io import copy_file, copy_stage_folder, folder_token, load_views
 from spin_nerfstudio.stages.common import fail
 from spin_nerfstudio.stages.initial_masks import attach_initial_masks
-from spin_nerfstudio.stages.inpainted_fit import attach_inpainting, start_inpainted_fit
+from spin_nerfstudio.stages.inpainted_fit import attach_inpainting, restart_fit_schedules, start_inpainted_fit
 from spin_nerfstudio.stages.names import (
     DEPTH_DIR,
     INITIAL_MASK_DIR,
@@ -145,6 +145,7 @@ def restore_stage_outputs(pipe: SpinPipeline) -> None:
                 pipe._stage_start_step = (
                     start if start is not None else boundary_step(pipe.lineage, RECONSTRUCTED, default)
                 )
+                restart_fit_schedules(pipe)
                 CONSOLE.print(f"spin-nerfstudio: resumed the inpainted fit with the stage outputs in {folder}")
                 return
     fail(f"cannot resume stage '{stage.name.lower()}': its outputs are missing from the run folder")

@@ -1,0 +1,158 @@
+"""The pipeline's geometry checks: figures after the reconstruction (and a stop on poses that do not agree with
+the images), and held-out PSNR outside the removal mask after removal. Figures go to RUN/geometry.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+from nerfstudio.utils.rich_utils import CONSOLE
+
+from spin_nerfstudio.evaluation import geometry as geo
+from spin_nerfstudio.render import render_views
+from spin_nerfstudio.segmentation.propagate import PinholeView, dilate
+
+HELDOUT_BEFORE = "heldout_before.npy"
+"""Held-out views rendered after the reconstruction (N x H x W x 3 float16), for the comparison after removal."""
+
+
+def heldout_indices(pipeline) -> List[int]:
+    """Indices into the eval dataset of views that are not training views (empty when every view trains)."""
+    dm = pipeline.datamanager
+    eval_ds = getattr(dm, "eval_dataset", None)
+    if eval_ds is None:
+        return []
+    train = {Path(p).name for p in dm.train_dataset.image_filenames}
+    return [k for k, p in enumerate(eval_ds.image_filenames) if Path(p).name not in train]
+
+
+def _eval_images(pipeline, indices: List[int]) -> List[np.ndarray]:
+    ds = pipeline.datamanager.eval_dataset
+    return [ds.get_image_float32(k)[..., :3].numpy() for k in indices]
+
+
+def reconstruction_figures(pipeline, depths: List[np.ndarray], renders: Optional[List[np.ndarray]]) -> Dict:
+    """Figures of the reconstruction; ``depths``/``renders`` are the training views' renders (renders may be None:
+    then the training PSNR is not computed). Stores the held-out renders on the pipeline for the removal check."""
+    dm = pipeline.datamanager
+    cams = dm.train_dataset.cameras
+    views = [PinholeView.from_cameras(cams, i) for i in range(len(cams))]
+    consistency = geo.depth_consistency(views, depths)
+    images = dm.images_uint8().astype(np.float32) / 255.0
+    if renders is not None:  # as written to renders_before/ (uint8)
+        renders = [np.asarray(r, np.float32)[..., :3] / (255.0 if r.dtype == np.uint8 else 1.0) for r in renders]
+    train_psnr = geo.mean_psnr(renders, images) if renders is not None else float("nan")
+    held = heldout_indices(pipeline)
+    heldout_psnr = None
+    if held:
+        out = render_views(pipeline.model, dm.eval_dataset.cameras, indices=held, keys=("rgb",), progress=False)
+        pipeline._heldout_before = [np.clip(r, 0, 1) for r in out["rgb"]]
+        heldout_psnr = geo.mean_psnr(pipeline._heldout_before, _eval_images(pipeline, held))
+        if pipeline.run_dir is not None:
+            np.save(Path(pipeline.run_dir) / HELDOUT_BEFORE, np.stack(pipeline._heldout_before).astype(np.float16))
+    figures = geo.ReconstructionFigures(train_psnr, heldout_psnr, len(held), consistency)
+    CONSOLE.print(f"spin-nerfstudio: reconstruction: {figures.line()}", soft_wrap=True)
+    if pipeline.run_dir is not None:
+        geo.write_figures(pipeline.run_dir, "reconstruction", geo.figures_dict(figures))
+    return {"figures": figures, "problem": geo.pose_problem(figures) if renders is not None else None}
+
+
+def check_reconstruction(pipeline, depths: List[np.ndarray]) -> Optional[str]:
+    """Figures of the reconstruction from its depth and the colour renders in RUN/renders_before/; the one-line
+    diagnosis of poses that do not match the images, or None."""
+    from spin_nerfstudio.stage_io import load_views
+    from spin_nerfstudio.stages.names import RENDERS_BEFORE_DIR
+
+    names = pipeline.datamanager.image_names
+    run_dir = pipeline.run_dir
+    renders = load_views(Path(run_dir) / RENDERS_BEFORE_DIR, names) if run_dir is not None else None
+    return reconstruction_figures(pipeline, depths, renders)["problem"]
+
+
+def removal_figures(pipeline) -> Optional[Dict]:
+    """Held-out PSNR outside the dilated removal mask (the mask field's render on the held-out views) before and
+    after removal; None when there are no held-out views or no stored render from before."""
+    held = heldout_indices(pipeline)
+    before = getattr(pipeline, "_heldout_before", None)
+    for folder in (pipeline.run_dir, pipeline.config.reuse_stages):  # a refit reads the source run's renders
+        if before is None and folder is not None and (Path(folder) / HELDOUT_BEFORE).is_file():
+            before = list(np.load(Path(folder) / HELDOUT_BEFORE).astype(np.float32))
+    if not held or before is None or len(before) != len(held):
+        return None
+    model = pipeline.model
+    out = render_views(model, pipeline.datamanager.eval_dataset.cameras, indices=held, keys=("rgb", "object_mask"))
+    threshold = model.config.mask_threshold
+    iters = pipeline.dilate_iterations(before[0].shape[1])
+    removal = [dilate(m[..., 0] > threshold, pipeline.config.dilate_kernel, iters) for m in out["object_mask"]]
+    keep = geo.outside_mask(removal)
+    images = _eval_images(pipeline, held)
+    result = {
+        "views": len(held),
+        "psnr_outside_mask_before": geo.mean_psnr(before, images, keep),
+        "psnr_outside_mask_after": geo.mean_psnr([np.clip(r, 0, 1) for r in out["rgb"]], images, keep),
+        "psnr_before": geo.mean_psnr(before, images),
+        "mask_fraction": float(np.mean([m.mean() for m in removal])),
+    }
+    line = geo.describe_removal(result["psnr_outside_mask_before"], result["psnr_outside_mask_after"], len(held))
+    CONSOLE.print(f"spin-nerfstudio: {line}", soft_wrap=True)
+    if pipeline.run_dir is not None:
+        geo.write_figures(pipeline.run_dir, "removal", result)
+    return result
+
+
+def run_dir_figures(run_dir: Path) -> List[str]:
+    """The geometry figures of a run folder, as lines: RUN/geometry.json when the run wrote it; else (runs from
+    before it existed) the training PSNR and depth consistency computed from its ``renders_before/`` and ``depth/``
+    folders with the cameras of its ``config.yml``."""
+    import json
+
+    import yaml
+
+    from spin_nerfstudio.prompts import SpinInputError
+    from spin_nerfstudio.stage_io import load_views
+
+    run_dir = Path(run_dir)
+    lines: List[str] = []
+    stored = run_dir / geo.GEOMETRY_FILE
+    data = json.loads(stored.read_text()) if stored.is_file() else {}
+    if "reconstruction" not in data:
+        config_path = run_dir / "config.yml"
+        if not config_path.is_file():
+            raise SpinInputError(f"{run_dir}: no {geo.GEOMETRY_FILE} and no config.yml; not a spin-inpaint run folder")
+        config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
+        parser = config.pipeline.datamanager.dataparser
+        if config.pipeline.datamanager.data is not None:
+            parser.data = config.pipeline.datamanager.data
+        outputs = parser.setup().get_dataparser_outputs(split="train")
+        names = [Path(p).name for p in outputs.image_filenames]
+        depths = load_views(run_dir / "depth", names)
+        renders = load_views(run_dir / "renders_before", names)
+        if depths is None or renders is None:
+            raise SpinInputError(f"{run_dir}: depth/ or renders_before/ missing or incomplete")
+        cams = outputs.cameras
+        h = int(cams.height[0].item())
+        if depths[0].shape[0] != h:
+            cams.rescale_output_resolution(depths[0].shape[0] / h)
+        views = [PinholeView.from_cameras(cams, i) for i in range(len(cams))]
+        images = []
+        for p, r in zip(outputs.image_filenames, renders):
+            from PIL import Image
+
+            with Image.open(p) as im:
+                images.append(np.asarray(im.convert("RGB").resize(r.shape[1::-1]), np.float32) / 255.0)
+        renders_f = [np.asarray(r, np.float32)[..., :3] / 255.0 for r in renders]
+        figures = geo.ReconstructionFigures(
+            geo.mean_psnr(renders_f, images), None, 0, geo.depth_consistency(views, depths)
+        )
+        data["reconstruction"] = geo.figures_dict(figures)
+        lines.append("(computed from the run's renders; the run wrote no geometry.json)")
+    rec = data["reconstruction"]
+    figures = geo.ReconstructionFigures(
+        rec["train_psnr"], rec["heldout_psnr"], rec["heldout_views"], geo.DepthConsistency(**rec["depth"])
+    )
+    lines.append(f"reconstruction: {figures.line()}")
+    if "removal" in data:
+        r = data["removal"]
+        lines.append(geo.describe_removal(r["psnr_outside_mask_before"], r["psnr_outside_mask_after"], r["views"]))
+    return lines

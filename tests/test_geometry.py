@@ -1,0 +1,202 @@
+"""Reconstruction figures without ground truth (evaluation/geometry.py), the LLFF eval split offset and the
+restarted learning-rate schedule of the inpainted fit, on generated scenes whose depth is known."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spin_nerfstudio.data.synthetic import SceneSpec, make_scene, pixel_rays
+from spin_nerfstudio.evaluation import geometry as geo
+from spin_nerfstudio.segmentation.propagate import PinholeView
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    return make_scene(tmp_path_factory.mktemp("geom") / "scene", SceneSpec(num_views=10, width=64, height=48))
+
+
+def _views_and_depths(scene: Path):
+    meta = json.loads((scene / "transforms.json").read_text())
+    views, depths = [], []
+    for frame in meta["frames"]:
+        c2w = np.asarray(frame["transform_matrix"], np.float64)
+        views.append(PinholeView(c2w[:3], meta["fl_x"], meta["fl_y"], meta["cx"], meta["cy"], meta["w"], meta["h"]))
+        stem = Path(frame["file_path"]).stem
+        z = np.load(scene / "depth" / f"{stem}.npy")
+        rays = pixel_rays(c2w, meta["fl_x"], meta["cx"], meta["cy"], meta["w"], meta["h"])
+        depths.append(z * np.linalg.norm(rays, axis=-1))  # z-depth -> ray distance, as nerfstudio renders it
+    return views, depths
+
+
+def test_true_depth_reprojects(scene):
+    views, depths = _views_and_depths(scene)
+    c = geo.depth_consistency(views, depths)
+    assert c.pixels > 0.5 * sum(d.size for d in depths)
+    assert c.agreement > 0.93, c  # only occlusion between neighbours disagrees
+    assert c.median_error < 0.005, c
+
+
+def test_wrong_depth_and_shuffled_poses_do_not_reproject(scene):
+    views, depths = _views_and_depths(scene)
+    rng = np.random.default_rng(0)
+    noisy = [d * rng.uniform(0.7, 1.3, size=d.shape) for d in depths]  # floaters everywhere
+    assert geo.depth_consistency(views, noisy).agreement < 0.4
+    order = np.random.default_rng(1).permutation(len(views))
+    shuffled = [views[k] for k in order]
+    c = geo.depth_consistency(shuffled, depths)
+    assert c.agreement < 0.45, c  # exact depth, wrong poses: far below the > 93% of the right poses
+    # figures of a fitted reconstruction of a generated scene whose pose rows were shuffled (docs/geometry.md)
+    figures = geo.ReconstructionFigures(27.3, 26.9, 2, geo.DepthConsistency(0.233, 0.222, 0.05, 1000))
+    message = geo.pose_problem(figures)
+    assert message is not None and "poses do not seem to agree" in message and "reprojects" in message
+    assert "\n" not in message
+    good = geo.ReconstructionFigures(25.0, 24.0, 2, geo.depth_consistency(views, depths))
+    assert geo.pose_problem(good) is None
+    loose = geo.DepthConsistency(0.32, 0.118, 0.05, 1000)  # a short fit of a smooth generated scene, right poses
+    assert geo.pose_problem(geo.ReconstructionFigures(35.0, None, 0, loose)) is None
+    assert "held-out PSNR 24.00 dB on 2" in good.line()
+
+
+def test_psnr_outside_mask():
+    image = np.zeros((8, 8, 3))
+    render = image.copy()
+    render[:4] = 1.0  # wrong only in the top half
+    keep = np.ones((8, 8), bool)
+    keep[:4] = False
+    assert geo.mean_psnr([render], [image], [keep]) == pytest.approx(100.0)
+    assert geo.psnr(render, image) == pytest.approx(-10 * np.log10(0.5))
+
+
+def test_llff_eval_offset(scene):
+    from spin_nerfstudio.data.llff import SpinLLFFDataParserConfig
+
+    cfg = SpinLLFFDataParserConfig(data=scene, downscale_factor=1, eval_mode="interval", eval_offset=3)
+    parser = cfg.setup()
+    train = [Path(p).name for p in parser.get_dataparser_outputs("train").image_filenames]
+    held = [Path(p).name for p in parser.get_dataparser_outputs("val").image_filenames]
+    assert held == ["003.png"] and len(train) == 9 and "003.png" not in train
+    default = SpinLLFFDataParserConfig(data=scene, downscale_factor=1, eval_mode="interval").setup()
+    assert [Path(p).name for p in default.get_dataparser_outputs("val").image_filenames] == ["000.png", "008.png"]
+    with pytest.raises(ValueError, match="eval_offset must be in"):
+        SpinLLFFDataParserConfig(
+            data=scene, downscale_factor=1, eval_mode="interval", eval_offset=8
+        ).setup()._split_indices("train", 10)
+
+
+def test_restart_schedules_runs_the_whole_decay_again():
+    from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
+
+    from spin_nerfstudio.model.schedule import restart_schedules
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([param], lr=2e-2)
+    sched = ExponentialDecaySchedulerConfig(lr_final=2e-3, max_steps=2400).setup().get_scheduler(opt, 2e-2)
+    for _ in range(1200):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(2e-2 * 0.1**0.5, rel=1e-3)  # the tail of the run's decay
+    assert restart_schedules({"fields": sched}, 1200, 2400) == 1
+    assert opt.param_groups[0]["lr"] == pytest.approx(2e-2)
+    for _ in range(600):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(2e-2 * 0.1**0.5, rel=1e-2)  # halfway through the fit
+    restart_schedules({"fields": sched}, 1200, 2400)  # again (a resume): same schedule, at the current step
+    assert opt.param_groups[0]["lr"] == pytest.approx(2e-2 * 0.1**0.5, rel=1e-2)
+    for _ in range(600):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(2e-3, rel=1e-2)  # not compressed twice
+
+
+# sha256 of images + depth of two small scenes, written by the generator before the texture option existed.
+_SMOOTH_DIGESTS = (
+    "a16b1f041275d8becd1313ffea57c35716b27d7c45c99afc83902957c627a9f0",
+    "99c5c918bb5619b647f6d25f30fe96b300a2f77da44a0837481f55182cfd22b8",
+)
+
+
+def _digest(scene: Path) -> str:
+    import hashlib
+
+    from spin_nerfstudio.data.synthetic import load_ground_truth
+
+    gt = load_ground_truth(scene)
+    return hashlib.sha256(gt["images"].tobytes() + gt["depth"].tobytes()).hexdigest()
+
+
+def test_sharp_textures_keep_smooth_seeds_and_add_high_frequencies(tmp_path):
+    import dataclasses
+
+    from spin_nerfstudio.data.synthetic import TEXTURES, load_ground_truth, varied_spec
+
+    specs = (SceneSpec(num_views=6, width=64, height=48, seed=0), varied_spec(3, num_views=6, width=64, height=48))
+    for k, (spec, digest) in enumerate(zip(specs, _SMOOTH_DIGESTS)):
+        assert _digest(make_scene(tmp_path / f"smooth{k}", spec)) == digest
+
+    def high_frequency(images: np.ndarray) -> float:  # mean absolute difference of horizontal neighbours
+        g = images.astype(np.float64).mean(axis=-1)
+        return float(np.abs(np.diff(g, axis=-1)).mean())
+
+    smooth = load_ground_truth(tmp_path / "smooth0")
+    for texture in TEXTURES[1:]:
+        scene = make_scene(tmp_path / texture, dataclasses.replace(specs[0], texture=texture))
+        gt = load_ground_truth(scene)
+        assert np.array_equal(gt["masks"], smooth["masks"]) and np.array_equal(gt["depth"], smooth["depth"])
+        assert high_frequency(gt["background"]) > 2.0 * high_frequency(smooth["background"]), texture
+        assert json.loads((scene / "scene.json").read_text())["spec"]["texture"] == texture
+    with pytest.raises(ValueError, match="unknown texture 'dots'"):
+        make_scene(tmp_path / "bad", dataclasses.replace(specs[0], texture="dots"))
+
+
+def test_run_writes_geometry_figures(tiny_run):
+    """The tiny end-to-end run (correct poses) passes the pose check and reports its figures."""
+    from conftest import run_cli
+
+    data = json.loads((tiny_run / geo.GEOMETRY_FILE).read_text())
+    rec = data["reconstruction"]
+    assert rec["train_psnr"] > 22.0 and rec["heldout_psnr"] is None  # every view trains in this run
+    assert rec["depth"]["agreement"] > 0.5 and rec["depth"]["median_error"] < 0.05
+    proc = run_cli(["spin-nerf", "dev", "geometry", tiny_run], cwd=tiny_run)
+    assert proc.returncode == 0, proc.stderr
+    assert f"training PSNR {rec['train_psnr']:.2f} dB" in proc.stdout and "depth agreement" in proc.stdout
+
+
+def test_shuffled_poses_stop_after_reconstruction(tiny_scene, tmp_path):
+    """An LLFF capture whose pose rows are shuffled stops before segmentation with one line saying so."""
+    import shutil
+
+    from conftest import TINY_STEPS, ns_train_args, run_cli
+
+    scene = tmp_path / "shuffled"
+    shutil.copytree(tiny_scene, scene)
+    rows = np.load(scene / "poses_bounds.npy")
+    np.save(scene / "poses_bounds.npy", rows[np.random.default_rng(0).permutation(len(rows))])
+    args = ns_train_args(scene, tmp_path, "--pipeline.prompt-file", scene / "prompts.json", steps=TINY_STEPS)
+    args = [a for a in args if a not in ("--data", scene)]  # the LLFF parser takes the folder instead
+    args += ["spin-llff", "--data", scene, "--downscale-factor", 1]
+    proc = run_cli(args, cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "the camera poses do not seem to agree with the images" in out, out[-3000:]
+    run_dir = tmp_path / "tiny" / "spin-inpaint-small" / "run"
+    assert (run_dir / geo.GEOMETRY_FILE).is_file() and not (run_dir / "inpainted").exists()
+
+
+def test_restarted_schedule_checkpoints(tmp_path):
+    """Schedulers with a restarted schedule still save (their functions stay out of the state, as nerfstudio's)."""
+    from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
+
+    from spin_nerfstudio.model.schedule import restart_schedules
+
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-2)
+    sched = ExponentialDecaySchedulerConfig(lr_final=1e-3, max_steps=100).setup().get_scheduler(opt, 1e-2)
+    restart_schedules({"fields": sched}, 50, 100)
+    torch.save({"schedulers": {"fields": sched.state_dict()}}, tmp_path / "ckpt.pt")
+    state = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    assert state["schedulers"]["fields"]["lr_lambdas"] == [None]
