@@ -27,7 +27,7 @@ needs_juicebox = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def juicebox_run(tmp_path_factory) -> Path:
     from spin_nerfstudio.data.llff import SpinLLFFDataParserConfig
-    from spin_nerfstudio.demo import train
+    from spin_nerfstudio.trainer import run_training as train
     from spin_nerfstudio.spin_config import spin_inpaint_small_config
 
     out = tmp_path_factory.mktemp("juicebox")
