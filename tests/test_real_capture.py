@@ -52,7 +52,7 @@ def juicebox_run(tmp_path_factory) -> Path:
 
 @needs_juicebox
 def test_every_view_gets_a_mask_of_consistent_size(juicebox_run: Path) -> None:
-    from spin_nerfstudio.pipeline import MASK_DIR
+    from spin_nerfstudio.stages.names import MASK_DIR
     from spin_nerfstudio.segmentation.report import REPORT_JSON
 
     report = json.loads((juicebox_run / REPORT_JSON).read_text())
@@ -80,7 +80,7 @@ def test_masks_are_placed_consistently_across_views(juicebox_run: Path) -> None:
 def test_clicked_view_mask_holds_the_clicks(juicebox_run: Path) -> None:
     from PIL import Image
 
-    from spin_nerfstudio.pipeline import MASK_DIR
+    from spin_nerfstudio.stages.names import MASK_DIR
 
     prompt = load_prompts(PROMPTS).prompts[0]
     mask = np.asarray(Image.open(juicebox_run / MASK_DIR / (Path(prompt.image).stem + ".png"))) > 0
