@@ -181,7 +181,15 @@ def test_shuffled_poses_stop_after_reconstruction(tiny_scene, tmp_path):
     shutil.copytree(tiny_scene, scene)
     rows = np.load(scene / "poses_bounds.npy")
     np.save(scene / "poses_bounds.npy", rows[np.random.default_rng(0).permutation(len(rows))])
-    args = ns_train_args(scene, tmp_path, "--pipeline.prompt-file", scene / "prompts.json", steps=TINY_STEPS)
+    args = ns_train_args(
+        scene,
+        tmp_path,
+        "--pipeline.prompt-file",
+        scene / "prompts.json",
+        "--pipeline.check-poses",
+        "stop",
+        steps=TINY_STEPS,
+    )
     args = [a for a in args if a not in ("--data", scene)]  # the LLFF parser takes the folder instead
     args += ["spin-llff", "--data", scene, "--downscale-factor", 1]
     proc = run_cli(args, cwd=tmp_path)
