@@ -61,15 +61,8 @@ def tiny_scene(tmp_path_factory) -> Path:
 def tiny_run(tiny_scene, tmp_path_factory) -> Path:
     """Run folder of a finished tiny removal run (trained through the real ns-train command)."""
     out = tmp_path_factory.mktemp("runs")
-    # the random-backbone LPIPS is switched on so the perceptual patch path runs (by default it is skipped offline)
-    args = ns_train_args(
-        tiny_scene,
-        out,
-        "--pipeline.prompt-file",
-        tiny_scene / "prompts.json",
-        "--pipeline.lpips-random-backbone",
-        "True",
-    )
+    # offline the perceptual patch loss runs on ST-LPIPS (the stlpips-pytorch wheel's weights) by default
+    args = ns_train_args(tiny_scene, out, "--pipeline.prompt-file", tiny_scene / "prompts.json")
     proc = run_cli(args, cwd=out)
     run_dir = out / "tiny" / "spin-inpaint-small" / "run"
     if proc.returncode != 0 or not (run_dir / "config.yml").is_file():

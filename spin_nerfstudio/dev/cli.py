@@ -26,6 +26,10 @@ def add_command(sub) -> None:
     f.add_argument("--masks", default="truth", choices=["truth", "clicks"],
                    help="removal masks: the scene's ground truth (default) or segmented from its click")  # fmt: skip
     f.add_argument("--repeats", type=int, default=2, help="fits per method and scene, averaged (default 2)")
+    f.add_argument("--refits", nargs="+", default=["ours", "plain_targets", "masked_nerf"],
+                   choices=["ours", "plain_targets", "masked_nerf", "no_perceptual"],
+                   help="methods fitted from each run's stage outputs (ours is always fitted; no_perceptual = ours "
+                   "without the perceptual loss)")  # fmt: skip
     f.add_argument("--table-only", action="store_true", help="print the table of OUTPUT/figures.json again")
 
     b = verbs.add_parser("segbench", help="initial vs mask-field IoU on varied generated scenes")
@@ -72,4 +76,6 @@ def _figures(args: argparse.Namespace) -> None:
     if args.steps is not None:
         iterations = {"reconstruct": args.steps[0], "mask": args.steps[1], "total": args.steps[2]}
     spec = {"num_views": args.num_views, "width": args.width, "height": args.height}
-    print(figures_table(run_figures(args.output, args.seeds, spec, iterations, device, args.masks, args.repeats)))
+    refits = ["ours", *[r for r in args.refits if r != "ours"]]
+    figures = run_figures(args.output, args.seeds, spec, iterations, device, args.masks, args.repeats, refits)
+    print(figures_table(figures))
