@@ -35,7 +35,7 @@ def add_command(sub) -> None:
     b = verbs.add_parser("segbench", help="initial vs mask-field IoU on varied generated scenes")
     b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     b.add_argument("--output", type=Path, default=Path("segbench_output"))
-    b.add_argument("--segmenter", default="grabcut", choices=["auto", "grabcut", "sam"])
+    b.add_argument("--segmenter", default="grabcut", choices=["auto", "grabcut", "sam", "mobilesam"])
     b.add_argument("--quick", action="store_true", help="smaller scenes and fewer steps (a smoke run, not the figures)")
 
     from spin_nerfstudio.dev.bench import add_arguments
