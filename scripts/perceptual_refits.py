@@ -1,10 +1,10 @@
-"""Paired refits with and without the perceptual loss from one ``spin-nerf figures`` run's stage outputs.
+"""Paired refits with and without the perceptual loss from one ``spin-nerf dev figures`` run's stage outputs.
 
     PYTHONPATH=. .venv/bin/python scripts/perceptual_refits.py FIGURES_OUT/seedS METHOD REPEAT [--steps N]
     PYTHONPATH=. .venv/bin/python scripts/perceptual_refits.py --table FIGURES_OUT/seed* ...
 
 METHOD is ``ours`` or ``no_perceptual`` (ours with ``--pipeline.lpips-loss-mult 0``); REPEAT sets the fit's random
-seed (42 + REPEAT) as ``spin-nerf figures`` does. The refit starts from the seed's removal run (stage outputs kept
+seed (42 + REPEAT) as ``spin-nerf dev figures`` does. The refit starts from the seed's removal run (stage outputs kept
 in ``RUN/``), optionally for fewer steps than the run's inpainted fit (same stretch of the learning-rate schedule,
 stopped early), and is scored inside the scene's ground-truth masks with ``spin-nerf evaluate``'s metrics; the
 scores go to ``RUN/baselines/perceptual_refits/METHOD_REPEAT_sSTEPS.json``. One process per refit, so several can
@@ -25,7 +25,7 @@ KEYS = ("masked_psnr", "masked_ssim", "masked_st_lpips")
 def refit(seed_dir: Path, method: str, repeat: int, steps: int | None) -> Path:
     from spin_nerfstudio.evaluation.baselines import BASELINE_DIR, METRIC_KEYS, train_variant, variant_config
     from spin_nerfstudio.evaluation.evaluate import evaluate_pipeline
-    from spin_nerfstudio.evaluation.figures import _refit_change
+    from spin_nerfstudio.dev.figures import _refit_change
     from spin_nerfstudio.stage_io import write_json
 
     run_dir = seed_dir / RUN
