@@ -3,7 +3,8 @@
     PYTHONPATH=. .venv/bin/python scripts/perceptual_refits.py FIGURES_OUT/seedS METHOD REPEAT [--steps N]
     PYTHONPATH=. .venv/bin/python scripts/perceptual_refits.py --table FIGURES_OUT/seed* ...
 
-METHOD is ``ours`` or ``no_perceptual`` (ours with ``--pipeline.lpips-loss-mult 0``); REPEAT sets the fit's random
+METHOD is ``st_lpips`` (ours with ``--pipeline.perceptual-network st-lpips``) or ``no_perceptual`` (ours with
+``--pipeline.lpips-loss-mult 0``), so the pair does not depend on the default; REPEAT sets the fit's random
 seed (42 + REPEAT) as ``spin-nerf dev figures`` does. The refit starts from the seed's removal run (stage outputs kept
 in ``RUN/``), optionally for fewer steps than the run's inpainted fit (same stretch of the learning-rate schedule,
 stopped early), and is scored inside the scene's ground-truth masks with ``spin-nerf evaluate``'s metrics; the
@@ -23,9 +24,9 @@ KEYS = ("masked_psnr", "masked_ssim", "masked_st_lpips")
 
 
 def refit(seed_dir: Path, method: str, repeat: int, steps: int | None) -> Path:
+    from spin_nerfstudio.dev.figures import _refit_change
     from spin_nerfstudio.evaluation.baselines import BASELINE_DIR, METRIC_KEYS, train_variant, variant_config
     from spin_nerfstudio.evaluation.evaluate import evaluate_pipeline
-    from spin_nerfstudio.dev.figures import _refit_change
     from spin_nerfstudio.stage_io import write_json
 
     run_dir = seed_dir / RUN
@@ -46,8 +47,8 @@ def table(seed_dirs: list) -> str:
     diffs = {k: [] for k in KEYS}
     for seed_dir in seed_dirs:
         folder = Path(seed_dir) / RUN / "baselines" / "perceptual_refits"
-        for on_file in sorted(folder.glob("ours_*.json")):
-            off_file = folder / on_file.name.replace("ours_", "no_perceptual_", 1)
+        for on_file in sorted(folder.glob("st_lpips_*.json")):
+            off_file = folder / on_file.name.replace("st_lpips_", "no_perceptual_", 1)
             if not off_file.is_file():
                 continue
             on, off = json.loads(on_file.read_text()), json.loads(off_file.read_text())
@@ -74,8 +75,8 @@ def main() -> None:
         print(table(a.seed_dirs))
         return
     seed_dir, method, repeat = a.seed_dirs[0], str(a.seed_dirs[1]), int(str(a.seed_dirs[2]))
-    if method not in ("ours", "no_perceptual"):
-        sys.exit(f"perceptual_refits: METHOD must be ours or no_perceptual, got {method}")
+    if method not in ("st_lpips", "no_perceptual"):
+        sys.exit(f"perceptual_refits: METHOD must be st_lpips or no_perceptual, got {method}")
     print(refit(seed_dir, method, repeat, a.steps), flush=True)
 
 

@@ -162,21 +162,24 @@ def _pipeline_stub(**config):
 
 
 @pytest.mark.parametrize("allow_random", [False, True])
-def test_lpips_only_is_skipped_without_backbone_weights_unless_asked(empty_hub, capsys, allow_random: bool) -> None:
+def test_default_lpips_is_skipped_without_backbone_weights_unless_asked(empty_hub, capsys, allow_random: bool) -> None:
     from spin_nerfstudio.pipeline import SpinPipeline
 
-    stub = _pipeline_stub(perceptual_network="lpips", lpips_random_backbone=allow_random)
+    stub = _pipeline_stub(lpips_random_backbone=allow_random)
+    assert stub.config.perceptual_network == "lpips"  # the default: ST-LPIPS only when asked for
     assert SpinPipeline._lpips_due(stub, 500) is allow_random  # type: ignore[arg-type]
     out = " ".join(capsys.readouterr().out.split())
-    assert ("perceptual loss skipped: no ImageNet backbone weights (vgg16-397923af.pth" in out) is not allow_random
+    skipped = "perceptual loss skipped: no ImageNet backbone weights (vgg16-397923af.pth"
+    assert (skipped in out and "--pipeline.perceptual-network st-lpips uses ST-LPIPS" in out) is not allow_random
 
 
-def test_default_perceptual_loss_runs_on_st_lpips_offline(empty_hub, capsys) -> None:
+@pytest.mark.parametrize("network", ["auto", "st-lpips"])
+def test_st_lpips_loss_runs_offline_when_asked(empty_hub, capsys, network: str) -> None:
     from spin_nerfstudio.pipeline import SpinPipeline
 
-    assert SpinPipeline._lpips_due(_pipeline_stub(), 500) is True  # type: ignore[arg-type]
+    assert SpinPipeline._lpips_due(_pipeline_stub(perceptual_network=network), 500) is True  # type: ignore[arg-type]
     assert "skipped" not in capsys.readouterr().out
-    loss, description = build_perceptual("vgg", None, "auto", False)
+    loss, description = build_perceptual("vgg", None, network, False)  # type: ignore[arg-type]
     assert isinstance(loss, STLPIPS) and loss.net_name == "vgg"
     assert (
         description.startswith("ST-LPIPS(vgg) (shift-tolerant LPIPS, weights from ")
@@ -189,7 +192,7 @@ def test_lpips_runs_with_a_backbone_file(empty_hub, tmp_path: Path) -> None:
 
     path = tmp_path / "alex.pth"
     torch.save(torchvision.models.alexnet().state_dict(), path)
-    stub = _pipeline_stub(lpips_net="alex", lpips_weights=path)
+    stub = _pipeline_stub(lpips_net="alex", lpips_weights=path, perceptual_network="auto")
     assert SpinPipeline._lpips_due(stub, 500) is True  # type: ignore[arg-type]
     assert perceptual_plan("alex", path)[0] == "lpips"  # auto prefers the real LPIPS backbone
 

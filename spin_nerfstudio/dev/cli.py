@@ -27,9 +27,9 @@ def add_command(sub) -> None:
                    help="removal masks: the scene's ground truth (default) or segmented from its click")  # fmt: skip
     f.add_argument("--repeats", type=int, default=2, help="fits per method and scene, averaged (default 2)")
     f.add_argument("--refits", nargs="+", default=["ours", "plain_targets", "masked_nerf"],
-                   choices=["ours", "plain_targets", "masked_nerf", "no_perceptual"],
+                   choices=["ours", "plain_targets", "masked_nerf", "no_perceptual", "st_lpips"],
                    help="methods fitted from each run's stage outputs (ours is always fitted; no_perceptual = ours "
-                   "without the perceptual loss)")  # fmt: skip
+                   "without the perceptual loss, st_lpips = ours with --pipeline.perceptual-network st-lpips)")  # fmt: skip
     f.add_argument("--table-only", action="store_true", help="print the table of OUTPUT/figures.json again")
 
     b = verbs.add_parser("segbench", help="initial vs mask-field IoU on varied generated scenes")

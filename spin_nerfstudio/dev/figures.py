@@ -39,6 +39,7 @@ ROWS = (
     ("ours", "ours (seen-elsewhere + 2D targets)"),
     ("plain_targets", "ours without seen-elsewhere targets (ablation)"),
     ("no_perceptual", "ours without the perceptual loss (ablation)"),
+    ("st_lpips", "ours with the ST-LPIPS perceptual loss"),
     ("no_prior", "ours without the field prior (ablation)"),
     ("field_prior", "ours with the field prior (0.67, object-colour gate)"),
     ("inpainted_2d", "each view inpainted in 2D on its own"),
@@ -132,7 +133,8 @@ def depth_prior_errors(run_dir: Path, scene: Path, gt: Optional[Dict] = None) ->
 
 REFITS = ("ours", "plain_targets", "masked_nerf")
 """Methods fitted from the run's stage outputs by default, ``repeats`` times each with different random seeds
-(``--refits`` may add ``no_perceptual``: ours with ``--pipeline.lpips-loss-mult 0``). (Older figures
+(``--refits`` may add ``no_perceptual``: ours with ``--pipeline.lpips-loss-mult 0``, and ``st_lpips``: ours with
+``--pipeline.perceptual-network st-lpips``). (Older figures
 have a ``field_prior`` row, ours with ``--pipeline.field-prior-fraction 0.67``, or, written while that prior was on
 by default, a ``no_prior`` row; the table shows them when every seed has them.)"""
 RUN_DONE = "_figures_run_complete.json"
@@ -151,6 +153,8 @@ def _refit_change(method: str, repeat: int):
             masked_nerf(cfg)
         elif method == "no_perceptual":
             cfg.pipeline.lpips_loss_mult = 0.0
+        elif method == "st_lpips":
+            cfg.pipeline.perceptual_network = "st-lpips"
 
     return change
 
@@ -293,6 +297,7 @@ def figures_table(figures: Dict[str, object]) -> str:
         ("masked_nerf", "masked NeRF"),
         ("plain_targets", "ablation without seen-elsewhere targets"),
         ("no_perceptual", "ablation without the perceptual loss"),
+        ("st_lpips", "ours with the ST-LPIPS perceptual loss"),
         ("no_prior", "ablation without the field prior"),
         ("field_prior", "ours with the field prior"),
     ):

@@ -235,7 +235,7 @@ def perceptual_plan(
     if network == "lpips":
         if random_backbone:
             return "lpips", f"LPIPS({net}) with a RANDOM backbone ({missing})"
-        return None, f"perceptual loss skipped: {missing}"
+        return None, f"perceptual loss skipped: {missing}; --pipeline.perceptual-network st-lpips uses ST-LPIPS"
     if stlpips_weights(net) is None:
         return None, f"perceptual loss skipped: {missing} and no ST-LPIPS weights (pip install stlpips-pytorch)"
     reason = "asked for" if network == "st-lpips" else missing
