@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $($PY --version)"
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import nerfstudio, torch, lpips, segment_anything, simple_lama_inpainting, spin_nerfstudio" 2>/dev/null; then
+if ! .venv/bin/python -c "import nerfstudio, torch, lpips, stlpips_pytorch, segment_anything, mobile_sam, simple_lama_inpainting, spin_nerfstudio" 2>/dev/null; then
   echo "setup: installing torch 2.14.1, torchvision 0.29.1, nerfstudio 1.1.5 and spin-nerfstudio (a few minutes)"
   .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
   .venv/bin/pip install -q -c scripts/constraints.txt -e ".[dev]"

@@ -147,17 +147,20 @@ class SpinPipelineConfig(VanillaPipelineConfig):
     views says the camera poses do not match the images (evaluation/geometry.py): "warn" prints the diagnosis and
     goes on, "stop" ends the run there. The depth figures of a short fit of a correct capture can come close to
     those of shuffled poses (27% vs 23% agreeing on two small generated scenes), so the default only warns."""
-    lpips_net: Literal["alex", "vgg"] = "alex"
-    """Backbone of the perceptual loss (SPIn-NeRF uses vgg; alex is cheaper on a CPU)."""
+    lpips_net: Literal["alex", "vgg"] = "vgg"
+    """Trunk of the perceptual loss, LPIPS or ST-LPIPS (SPIn-NeRF: vgg; alex is cheaper on a CPU)."""
     lpips_weights: Optional[Path] = None
-    """Backbone weights file (torchvision format); None looks in torch's cache, else the perceptual loss is skipped
-    (see ``lpips_random_backbone``)."""
+    """LPIPS backbone weights file (torchvision format); None looks in torch's cache (see ``perceptual_network``)."""
+    perceptual_network: Literal["auto", "lpips", "st-lpips"] = "lpips"
+    """Perceptual loss network: ``lpips`` (default) = LPIPS only, skipped without its ImageNet backbone unless
+    ``lpips_random_backbone``; ``auto`` = LPIPS when the backbone is found, else ST-LPIPS (trained, shift-tolerant,
+    weights in the stlpips-pytorch wheel); ``st-lpips`` = ST-LPIPS always. The log names the one that ran. ST-LPIPS
+    is not the default: on the generated scenes it cost masked PSNR, SSIM and ST-LPIPS (docs/perceptual.md)."""
     lpips_loss_mult: float = 0.01
-    """Weight of the mean LPIPS over patches (SPIn-NeRF: 0.01)."""
+    """Weight of the mean perceptual distance over patches (SPIn-NeRF: 0.01)."""
     lpips_random_backbone: bool = False
-    """Apply the perceptual loss even when no ImageNet backbone weights are found. A random backbone is not a
-    perceptual measure (on the generated scenes it cost masked PSNR), so by default the loss is then skipped and
-    the log says so."""
+    """With ``perceptual_network lpips`` and no ImageNet backbone weights, run LPIPS on a random backbone instead of
+    skipping the loss (a random backbone is not a perceptual measure; on the generated scenes it cost masked PSNR)."""
     lpips_views_per_step: int = 4
     """Views that contribute one patch each per LPIPS step (SPIn-NeRF: 4)."""
     lpips_patch_size: int = 32

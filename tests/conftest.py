@@ -61,14 +61,14 @@ def tiny_scene(tmp_path_factory) -> Path:
 def tiny_run(tiny_scene, tmp_path_factory) -> Path:
     """Run folder of a finished tiny removal run (trained through the real ns-train command)."""
     out = tmp_path_factory.mktemp("runs")
-    # the random-backbone LPIPS is switched on so the perceptual patch path runs (by default it is skipped offline)
+    # ST-LPIPS (the stlpips-pytorch wheel's weights) is switched on so the perceptual patch path runs offline
     args = ns_train_args(
         tiny_scene,
         out,
         "--pipeline.prompt-file",
         tiny_scene / "prompts.json",
-        "--pipeline.lpips-random-backbone",
-        "True",
+        "--pipeline.perceptual-network",
+        "st-lpips",
     )
     proc = run_cli(args, cwd=out)
     run_dir = out / "tiny" / "spin-inpaint-small" / "run"

@@ -38,7 +38,7 @@ def test_every_stage_wrote_its_outputs(tiny_run, tiny_scene):
         log.split()
     )
     assert "field encoding 'planes', implementation 'torch'" in log
-    assert "perceptual loss uses LPIPS(alex)" in log
+    assert "perceptual loss uses ST-LPIPS(vgg) (shift-tolerant LPIPS, weights from" in " ".join(log.split())
 
 
 def test_masks_agree_with_ground_truth(tiny_run, tiny_scene):
@@ -90,6 +90,9 @@ def test_evaluate_command_scores_the_run(tiny_run, tiny_scene, tmp_path):
     assert metrics["mask_iou"] > 0.75 and metrics["mask_accuracy"] > 0.97
     assert metrics["psnr"] > 22 and metrics["masked_psnr"] > 18 and 0 < metrics["masked_ssim"] <= 1
     assert metrics["lpips"] is None and any("lpips" in n for n in metrics["notes"])
+    # ST-LPIPS from the wheel: whole image and the mask's bounding-box crop, each a small positive distance
+    assert 0 < metrics["st_lpips"] < metrics["masked_st_lpips"] < 1
+    assert any(n.startswith("st_lpips: ST-LPIPS(alex)") for n in metrics["notes"])
 
 
 @pytest.mark.parametrize(

@@ -47,14 +47,23 @@ def test_table_means_spreads_and_gains() -> None:
             _seed(1, [34.0, 35.0], [33.0, 33.0], [34.0, 34.0], 31.0),
         ],
     }
+    for seed, st in zip(figures["seeds"], (0.1, 0.3)):  # masked ST-LPIPS of ours, per seed
+        seed["methods"]["ours"]["masked_st_lpips"] = st  # type: ignore[index]
+    for seed, psnr in zip(figures["seeds"], ([37.0, 37.5], [35.0, 35.5])):  # an ablation without perceptual loss
+        seed["methods"]["no_perceptual"] = _row("no_perceptual", [{"masked_psnr": v, "masked_ssim": 0.9} for v in psnr])  # type: ignore[index]
     table = figures_table(figures)
     lines = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| ")}
-    # ours: seed means 37.0 and 34.5 -> 35.75; spread (2.0 + 1.0) / 2 = 1.50
-    assert lines["| ours (seen-elsewhere + 2D targets)"].endswith("| 35.75 | 0.900 | null | 37.00 / 34.50 | 1.50 |")
-    assert lines["| masked NeRF (never trained on masked pixels)"].endswith(
-        "| 34.75 | 0.850 | null | 35.50 / 34.00 | 0.50 |"
+    # ours: seed means 37.0 and 34.5 -> 35.75; spread (2.0 + 1.0) / 2 = 1.50; masked ST-LPIPS 0.1 and 0.3 -> 0.2
+    assert lines["| ours (seen-elsewhere + 2D targets)"].endswith(
+        "| 35.75 | 0.900 | null | 0.200 | 37.00 / 34.50 | 0.100 / 0.300 | 1.50 |"
     )
-    assert lines["| each view inpainted in 2D on its own"].endswith("| 31.50 | 0.700 | null | 32.00 / 31.00 | n/a |")
+    assert lines["| masked NeRF (never trained on masked pixels)"].endswith(
+        "| 34.75 | 0.850 | null | null | 35.50 / 34.00 | null / null | 0.50 |"
+    )
+    assert lines["| each view inpainted in 2D on its own"].endswith(
+        "| 31.50 | 0.700 | null | null | 32.00 / 31.00 | null / null | n/a |"
+    )
+    assert "ours - ablation without the perceptual loss: -0.50 dB masked PSNR (per seed: -0.25 / -0.75)" in table
     assert "ours - masked NeRF: 1.00 dB masked PSNR (per seed: 1.50 / 0.50)" in table
     assert "ours - 2D inpainting: 4.25 dB masked PSNR (per seed: 5.00 / 3.50)" in table
     assert "mean of 2 fits" in table
@@ -69,7 +78,7 @@ def test_table_shows_the_no_prior_ablation_only_when_every_seed_has_it() -> None
     table = figures_table(dict(base, seeds=seeds))
     lines = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| ")}
     assert lines["| ours without the field prior (ablation)"].endswith(
-        "| 34.75 | 0.880 | null | 35.50 / 34.00 | 0.50 |"
+        "| 34.75 | 0.880 | null | null | 35.50 / 34.00 | null / null | 0.50 |"
     )
     assert "ours - ablation without the field prior: 1.00 dB masked PSNR (per seed: 1.50 / 0.50)" in table
     older = figures_table(dict(base, seeds=[seeds[0], _seed(1, [34.0], [33.0], [34.0], 31.0)]))  # seed 1 predates it

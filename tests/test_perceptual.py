@@ -1,4 +1,4 @@
-"""Tests of the offline LPIPS: random backbone when nothing is cached, real loading code for a weights file."""
+"""Tests of the offline perceptual networks: LPIPS (random or loaded backbone) and ST-LPIPS from its wheel."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ import pytest
 import torch
 import torchvision
 
-from spin_nerfstudio.model.perceptual import BACKBONE_FILES, build_perceptual, cached_backbone
+from spin_nerfstudio.model import perceptual
+from spin_nerfstudio.model.perceptual import (
+    BACKBONE_FILES,
+    STLPIPS,
+    STLPIPS_FILES,
+    build_perceptual,
+    cached_backbone,
+    perceptual_plan,
+    stlpips_weights,
+)
 
 
 @pytest.fixture
@@ -153,15 +162,29 @@ def _pipeline_stub(**config):
 
 
 @pytest.mark.parametrize("allow_random", [False, True])
-def test_lpips_is_skipped_without_backbone_weights_unless_asked(empty_hub, capsys, allow_random: bool) -> None:
+def test_default_lpips_is_skipped_without_backbone_weights_unless_asked(empty_hub, capsys, allow_random: bool) -> None:
     from spin_nerfstudio.pipeline import SpinPipeline
 
     stub = _pipeline_stub(lpips_random_backbone=allow_random)
+    assert stub.config.perceptual_network == "lpips"  # the default: ST-LPIPS only when asked for
     assert SpinPipeline._lpips_due(stub, 500) is allow_random  # type: ignore[arg-type]
     out = " ".join(capsys.readouterr().out.split())
+    skipped = "perceptual loss skipped: no ImageNet backbone weights (vgg16-397923af.pth"
+    assert (skipped in out and "--pipeline.perceptual-network st-lpips uses ST-LPIPS" in out) is not allow_random
+
+
+@pytest.mark.parametrize("network", ["auto", "st-lpips"])
+def test_st_lpips_loss_runs_offline_when_asked(empty_hub, capsys, network: str) -> None:
+    from spin_nerfstudio.pipeline import SpinPipeline
+
+    assert SpinPipeline._lpips_due(_pipeline_stub(perceptual_network=network), 500) is True  # type: ignore[arg-type]
+    assert "skipped" not in capsys.readouterr().out
+    loss, description = build_perceptual("vgg", None, network, False)  # type: ignore[arg-type]
+    assert isinstance(loss, STLPIPS) and loss.net_name == "vgg"
     assert (
-        "perceptual loss skipped: no ImageNet backbone weights (alexnet-owt-7be5be79.pth" in out
-    ) is not allow_random
+        description.startswith("ST-LPIPS(vgg) (shift-tolerant LPIPS, weights from ")
+        and "LPIPS(vgg) with" not in description
+    )
 
 
 def test_lpips_runs_with_a_backbone_file(empty_hub, tmp_path: Path) -> None:
@@ -169,4 +192,110 @@ def test_lpips_runs_with_a_backbone_file(empty_hub, tmp_path: Path) -> None:
 
     path = tmp_path / "alex.pth"
     torch.save(torchvision.models.alexnet().state_dict(), path)
-    assert SpinPipeline._lpips_due(_pipeline_stub(lpips_weights=path), 500) is True  # type: ignore[arg-type]
+    stub = _pipeline_stub(lpips_net="alex", lpips_weights=path, perceptual_network="auto")
+    assert SpinPipeline._lpips_due(stub, 500) is True  # type: ignore[arg-type]
+    assert perceptual_plan("alex", path)[0] == "lpips"  # auto prefers the real LPIPS backbone
+
+
+def test_perceptual_plan_choices(empty_hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert perceptual_plan("vgg", None, "auto")[0] == "st-lpips"
+    kind, line = perceptual_plan("vgg", None, "st-lpips")
+    assert kind == "st-lpips" and "ST-LPIPS(vgg)" in line and "asked for" in line
+    assert perceptual_plan("vgg", None, "lpips", random_backbone=True)[0] == "lpips"
+    monkeypatch.setattr(perceptual, "stlpips_weights", lambda net: None)  # the wheel is not installed
+    kind, line = perceptual_plan("vgg", None, "auto")
+    assert kind is None and "no ST-LPIPS weights (pip install stlpips-pytorch)" in line and "\n" not in line
+    with pytest.raises(FileNotFoundError, match="perceptual loss skipped"):
+        build_perceptual("vgg", None, "auto", False)
+
+
+# ---------------------------------------------------------------- ST-LPIPS from the stlpips-pytorch wheel
+@pytest.fixture(scope="module", params=["alex", "vgg"])
+def st_lpips(request) -> STLPIPS:
+    return STLPIPS(request.param)
+
+
+def test_st_lpips_loads_the_wheel_weights(st_lpips: STLPIPS) -> None:
+    path = stlpips_weights(st_lpips.net_name)
+    assert path is not None and path.name == STLPIPS_FILES[st_lpips.net_name]
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    assert torch.equal(st_lpips.slices[0][0].weight, state["net.slice1.0.weight"])  # first convolution
+    assert torch.equal(st_lpips.heads[4].weight, state["lin4.model.1.weight"])  # last linear head
+    assert torch.equal(st_lpips.shift, state["scaling_layer.shift"])
+    assert st_lpips.description.startswith(f"ST-LPIPS({st_lpips.net_name}) (shift-tolerant LPIPS, weights from {path}")
+    assert "not comparable with LPIPS" in st_lpips.description and "\n" not in st_lpips.description
+    assert not any(p.requires_grad for p in st_lpips.parameters()) and not st_lpips.training
+
+
+def test_st_lpips_orders_distortions_and_tolerates_shifts(st_lpips: STLPIPS) -> None:
+    x = smooth_image(64)
+    noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(1))
+    assert float(st_lpips(x, x)) == pytest.approx(0.0, abs=1e-7)
+    noisy = (x + 0.1 * (noise - 0.5)).clamp(0, 1)
+    d_noise, d_blur, d_random = (float(st_lpips(x, y)) for y in (noisy, blur(x), noise))
+    assert 0 < d_noise < d_random and 0 < d_blur < d_random
+    assert float(st_lpips(noise, x)) == pytest.approx(d_random, rel=1e-5)
+    # a one-pixel shift of the same content is far closer than unrelated content
+    assert float(st_lpips(x, torch.roll(x, 1, dims=-1))) < 0.25 * d_random
+    # batched pairs give one value each; small inputs are resized first
+    batch = st_lpips(torch.cat([x, x]), torch.cat([x, noise]))
+    assert batch.shape == (2,) and float(batch[1]) == pytest.approx(d_random, rel=1e-4)
+    small = smooth_image(16)
+    assert float(st_lpips(small, small)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_st_lpips_spatial_map_localises_the_error(st_lpips: STLPIPS) -> None:
+    x = smooth_image(64)
+    y = x.clone()
+    y[..., :, 40:] = torch.rand(y[..., :, 40:].shape, generator=torch.Generator().manual_seed(3))
+    m = st_lpips.spatial(x, y)
+    assert m.shape == (1, 64, 64)
+    assert float(m[..., 48:].mean()) > 2 * float(m[..., :24].mean())  # deep layers see far: 2x, not more
+    assert float(m.mean()) == pytest.approx(float(st_lpips(x, y)), rel=0.1)
+
+
+def test_st_lpips_wrong_weights_file(tmp_path: Path) -> None:
+    alex = stlpips_weights("alex")
+    with pytest.raises(ValueError) as info:
+        STLPIPS("vgg", weights=alex)
+    assert str(info.value).startswith(f"{alex}: not ST-LPIPS(vgg) weights (") and "\n" not in str(info.value)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=f"{junk}: not ST-LPIPS\\(alex\\) weights"):
+        STLPIPS("alex", weights=junk)
+    with pytest.raises(FileNotFoundError, match="ST-LPIPS weights not found"):
+        STLPIPS("alex", weights=tmp_path / "missing.pth")
+
+
+def test_st_lpips_matches_the_wheels_own_network() -> None:
+    """Same numbers as the wheel's own LPIPS class (needs torchsummary, which its module imports unused)."""
+    pytest.importorskip("torchsummary")
+    pytest.importorskip("IPython")
+    from stlpips_pytorch import stlpips
+
+    a = smooth_image(64)
+    b = (a + 0.1 * torch.randn(a.shape, generator=torch.Generator().manual_seed(4))).clamp(0, 1)
+    for net in ("alex", "vgg"):
+        ref = stlpips.LPIPS(net=net, variant="shift_tolerant", verbose=False)
+        with torch.no_grad():
+            assert float(STLPIPS(net)(a, b)) == pytest.approx(float(ref(a * 2 - 1, b * 2 - 1)), rel=1e-5)
+
+
+def test_perceptual_scorer_offline(empty_hub) -> None:
+    import numpy as np
+
+    from spin_nerfstudio.evaluation.perceptual_metrics import PerceptualScorer
+
+    scorer = PerceptualScorer()
+    assert scorer.lpips is None and scorer.st_lpips is not None and scorer.st_lpips.net_name == "alex"
+    assert any(n.startswith("lpips: no ImageNet AlexNet weights") for n in scorer.notes)
+    gt = smooth_image(64)[0].permute(1, 2, 0).numpy()
+    pred = gt.copy()
+    pred[20:40, 20:40] = 0.5  # a grey square inside the mask
+    mask = np.zeros((64, 64), bool)
+    mask[18:42, 18:42] = True
+    row = scorer.score(pred, gt, mask)
+    assert row["lpips"] is None and row["masked_lpips"] is None
+    assert 0 < row["st_lpips"] < row["masked_st_lpips"]  # the crop is mostly the damaged square
+    assert scorer.score(gt, gt, mask)["masked_st_lpips"] == pytest.approx(0.0, abs=1e-7)
+    assert scorer.score(pred, gt)["masked_st_lpips"] is None

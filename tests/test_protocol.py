@@ -69,6 +69,25 @@ def test_spatial_lpips_map_matches_lpips_and_localises_the_error():
     assert row["bbox_lpips"] > row["lpips"]
 
 
+def test_st_lpips_keys_inside_the_mask_and_on_the_crop():
+    from spin_nerfstudio.model.perceptual import STLPIPS
+
+    st = STLPIPS("alex")  # the trained weights from the stlpips-pytorch wheel
+    pred, gt8, mask = _case(0.3)
+    gt = gt8 / 255.0
+    row = score_views([pred], [gt8], [mask], st_lpips=st)[0]
+    assert row["lpips"] is None and row["masked_lpips"] is None  # LPIPS and ST-LPIPS are kept apart
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()  # noqa: E731
+    smap = st.spatial(t(pred), t(gt))[0].numpy()
+    assert smap.shape == (H, W)
+    assert row["st_lpips"] == pytest.approx(float(st(t(pred), t(gt))), rel=1e-5)
+    assert row["masked_st_lpips"] == pytest.approx(float(smap[mask].mean()), rel=1e-5)
+    assert row["masked_st_lpips"] > 1.5 * float(smap[~mask].mean())  # peaks at the error (deep layers spread it)
+    assert row["bbox_st_lpips"] > row["st_lpips"] > 0
+    same = score_views([gt], [gt8], [mask], st_lpips=st)[0]
+    assert same["st_lpips"] == pytest.approx(0.0, abs=1e-6) and same["masked_st_lpips"] == pytest.approx(0.0, abs=1e-6)
+
+
 def _random_inception(path: Path) -> Path:
     """A randomly initialised Inception v3 state dict in torch-fidelity's format (He-initialised convolutions)."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3

@@ -27,8 +27,8 @@ needs_juicebox = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def juicebox_run(tmp_path_factory) -> Path:
     from spin_nerfstudio.data.llff import SpinLLFFDataParserConfig
-    from spin_nerfstudio.trainer import run_training as train
     from spin_nerfstudio.spin_config import spin_inpaint_small_config
+    from spin_nerfstudio.trainer import run_training as train
 
     out = tmp_path_factory.mktemp("juicebox")
     config = spin_inpaint_small_config()
@@ -52,8 +52,8 @@ def juicebox_run(tmp_path_factory) -> Path:
 
 @needs_juicebox
 def test_every_view_gets_a_mask_of_consistent_size(juicebox_run: Path) -> None:
-    from spin_nerfstudio.stages.names import MASK_DIR
     from spin_nerfstudio.segmentation.report import REPORT_JSON
+    from spin_nerfstudio.stages.names import MASK_DIR
 
     report = json.loads((juicebox_run / REPORT_JSON).read_text())
     rows = report["views"]

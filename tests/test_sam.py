@@ -1,6 +1,8 @@
-"""The ``sam`` backend through its real loading code, the multimask choice, checkpoint errors, and ``auto``.
+"""The ``sam`` and ``mobilesam`` backends through their real loading code, the multimask choice, checkpoint errors,
+and ``auto``.
 
-No real SAM weights are used anywhere here: mask quality with real weights is not measured by these tests.
+No real SAM or MobileSAM weights are used anywhere here: mask quality with real weights is not measured by these
+tests (the checkpoints are randomly initialised vit_b / vit_t models saved to temporary files).
 """
 
 from __future__ import annotations
@@ -55,25 +57,39 @@ def test_interior_points_are_inside_and_spread():
     assert interior_points(np.zeros((5, 5), bool)).shape == (0, 2)
 
 
-# --- the real loader and predictor with a randomly initialised vit_b ------------------------------------------
+# --- the real loader and predictor with a randomly initialised vit_b (SAM) or vit_t (MobileSAM) -----------------
 
 
-@pytest.fixture(scope="module")
-def random_vit_b(tmp_path_factory):
-    from segment_anything import sam_model_registry
+def _random_checkpoint(tmp_path_factory, kind: str):
+    if kind == "vit_t":
+        from mobile_sam import sam_model_registry
+    else:
+        from segment_anything import sam_model_registry
 
     torch.manual_seed(0)
-    model = sam_model_registry["vit_b"](checkpoint=None)
+    model = sam_model_registry[kind](checkpoint=None)
     path = tmp_path_factory.mktemp("sam") / "random_weights.pth"
     torch.save(model.state_dict(), path)
     return path, model.mask_decoder.iou_prediction_head.layers[0].weight.detach().clone()
 
 
-def test_sam_segmenter_with_random_vit_b(random_vit_b, capsys):
-    path, reference_weight = random_vit_b
-    seg = SegmenterConfig(backend="sam", checkpoint=path).setup(device="cpu")
-    assert "segmenter backend 'sam' (vit_b, configured checkpoint" in capsys.readouterr().out
-    assert isinstance(seg, SamSegmenter) and seg.model_type == "vit_b"
+@pytest.fixture(scope="module")
+def random_vit_b(tmp_path_factory):
+    return _random_checkpoint(tmp_path_factory, "vit_b")
+
+
+@pytest.fixture(scope="module")
+def random_vit_t(tmp_path_factory):
+    return _random_checkpoint(tmp_path_factory, "vit_t")
+
+
+@pytest.mark.parametrize("backend, kind", [("sam", "vit_b"), ("mobilesam", "vit_t")])
+def test_sam_segmenter_with_random_weights(request, capsys, backend: str, kind: str):
+    path, reference_weight = request.getfixturevalue(f"random_{kind}")
+    seg = SegmenterConfig(backend=backend, checkpoint=path).setup(device="cpu")  # type: ignore[arg-type]
+    assert f"segmenter backend '{backend}' ({kind}, configured checkpoint" in capsys.readouterr().out
+    assert isinstance(seg, SamSegmenter) and seg.model_type == kind and seg.name == backend
+    assert seg.description.startswith("MobileSAM vit_t from" if kind == "vit_t" else "SAM vit_b from")
     loaded = seg.predictor.model.mask_decoder.iou_prediction_head.layers[0].weight
     assert torch.equal(loaded, reference_weight)  # the weights came from the file
 
@@ -216,3 +232,67 @@ def test_download_is_verified(empty_cache, monkeypatch, tmp_path):
 def test_official_table_matches_the_official_names():
     for kind, c in W.OFFICIAL.items():
         assert c.filename == f"sam_{kind}_{c.md5[:6]}.pth" and len(c.sha256) == 64
+
+
+# --- MobileSAM (vit_t): type read from the checkpoint, errors, auto ----------------------------------------------
+
+
+def test_mobilesam_checkpoint_type_and_errors(random_vit_t, random_vit_b, tmp_path):
+    path = random_vit_t[0]
+    assert W.read_checkpoint(path)[1] == "vit_t"  # auto reads the type from the tensors
+    # whatever the backend asked, a vit_t checkpoint runs MobileSAM (and a SAM one SAM)
+    assert SegmenterConfig(backend="sam", checkpoint=path).resolve() == ("mobilesam", path, "configured checkpoint")
+    assert SegmenterConfig(backend="auto", checkpoint=path).resolve()[0] == "mobilesam"
+
+    def error(config: SegmenterConfig) -> str:
+        with pytest.raises(SpinInputError) as info:
+            config.resolve()
+        assert "\n" not in str(info.value)
+        return str(info.value)
+
+    message = error(SegmenterConfig(backend="mobilesam", checkpoint=random_vit_b[0]))
+    assert message.startswith(f"{random_vit_b[0]}: this is a vit_b SAM checkpoint but model_type 'vit_t' was asked")
+    assert "backend mobilesam" in error(SegmenterConfig(backend="sam", checkpoint=path, model_type="vit_b"))
+    assert error(SegmenterConfig(backend="mobilesam", model_type="vit_b")).startswith(
+        "--pipeline.segmenter.model-type vit_b: the mobilesam backend runs vit_t only"
+    )
+    state = torch.load(path, weights_only=True)
+    broken = {k: v for k, v in state.items() if not k.startswith("image_encoder.layers.3.")}
+    torch.save(broken, tmp_path / "three_stages.pt")
+    assert "not a MobileSAM vit_t checkpoint (TinyViT encoder with 3 stages" in error(
+        SegmenterConfig(backend="mobilesam", checkpoint=tmp_path / "three_stages.pt")
+    )
+    # the right type but a wrong tensor: the real loader says so in one line
+    state["mask_decoder.iou_prediction_head.layers.0.weight"] = torch.zeros(3, 3)
+    torch.save(state, tmp_path / "mobile_sam.pt")
+    with pytest.raises(SpinInputError) as info:
+        SegmenterConfig(backend="mobilesam", checkpoint=tmp_path / "mobile_sam.pt").setup(device="cpu")
+    assert str(info.value).startswith(f"{tmp_path / 'mobile_sam.pt'}: does not load into SAM vit_t (")
+    assert "\n" not in str(info.value)
+    (tmp_path / "garbage.pt").write_bytes(b"no")
+    assert "not a readable PyTorch checkpoint" in error(
+        SegmenterConfig(backend="mobilesam", checkpoint=tmp_path / "garbage.pt")
+    )
+    assert "SAM checkpoint not found" in error(SegmenterConfig(backend="mobilesam", checkpoint=tmp_path / "nope.pt"))
+
+
+def test_mobilesam_from_the_cache(random_vit_t, empty_cache, monkeypatch, capsys):
+    monkeypatch.setenv(W.NO_DOWNLOAD_ENV, "1")
+    message = ""
+    with pytest.raises(SpinInputError) as info:
+        SegmenterConfig(backend="mobilesam").resolve()
+    message = str(info.value)
+    assert message.startswith("segmenter 'mobilesam': no checkpoint") and "never downloaded" in message
+    assert SegmenterConfig(backend="auto", model_type="vit_t").resolve() == ("grabcut", None, "no MobileSAM checkpoint")
+    assert "no MobileSAM checkpoint (mobile_sam.pt not in" in " ".join(capsys.readouterr().out.split())
+    empty_cache.mkdir(parents=True)
+    mobile = empty_cache / W.MOBILE_SAM_FILE
+    mobile.symlink_to(random_vit_t[0])
+    assert SegmenterConfig(backend="mobilesam").resolve() == ("mobilesam", mobile, "cached checkpoint")
+    assert SegmenterConfig(backend="auto").resolve() == ("mobilesam", mobile, "cached checkpoint")
+    # with a SAM checkpoint cached too: auto takes MobileSAM on a CPU and SAM on CUDA; backend sam takes SAM
+    torch.save(_fake_sam_state(768, 12), empty_cache / W.OFFICIAL["vit_b"].filename)
+    sam = empty_cache / W.OFFICIAL["vit_b"].filename
+    assert SegmenterConfig(backend="auto").resolve("cpu")[:2] == ("mobilesam", mobile)
+    assert SegmenterConfig(backend="auto").resolve("cuda")[:2] == ("sam", sam)
+    assert SegmenterConfig(backend="sam").resolve("cpu")[:2] == ("sam", sam)

@@ -30,6 +30,10 @@ def add_command(sub) -> None:
     f.add_argument("--repeats", type=int, default=2, help="fits per method and scene, averaged (default 2)")
     f.add_argument("--texture", default="smooth", choices=["smooth", "tiles", "stripes", "checker"],
                    help="background texture of the generated scenes (default smooth)")  # fmt: skip
+    f.add_argument("--refits", nargs="+", default=["ours", "plain_targets", "masked_nerf"],
+                   choices=["ours", "plain_targets", "masked_nerf", "no_perceptual", "st_lpips"],
+                   help="methods fitted from each run's stage outputs (ours is always fitted; no_perceptual = ours "
+                   "without the perceptual loss, st_lpips = ours with --pipeline.perceptual-network st-lpips)")  # fmt: skip
     f.add_argument("--table-only", action="store_true", help="print the table of OUTPUT/figures.json again")
 
     g = verbs.add_parser("geometry", help="a run's reconstruction figures: held-out PSNR, depth reprojection agreement")
@@ -38,7 +42,7 @@ def add_command(sub) -> None:
     b = verbs.add_parser("segbench", help="initial vs mask-field IoU on varied generated scenes")
     b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     b.add_argument("--output", type=Path, default=Path("segbench_output"))
-    b.add_argument("--segmenter", default="grabcut", choices=["auto", "grabcut", "sam"])
+    b.add_argument("--segmenter", default="grabcut", choices=["auto", "grabcut", "sam", "mobilesam"])
     b.add_argument("--quick", action="store_true", help="smaller scenes and fewer steps (a smoke run, not the figures)")
 
     from spin_nerfstudio.dev.bench import add_arguments
@@ -108,4 +112,6 @@ def _figures(args: argparse.Namespace) -> None:
     spec = {"num_views": args.num_views, "width": args.width, "height": args.height}
     if args.texture != "smooth":
         spec["texture"] = args.texture
-    print(figures_table(run_figures(args.output, args.seeds, spec, iterations, device, args.masks, args.repeats)))
+    refits = ["ours", *[r for r in args.refits if r != "ours"]]
+    figures = run_figures(args.output, args.seeds, spec, iterations, device, args.masks, args.repeats, refits)
+    print(figures_table(figures))

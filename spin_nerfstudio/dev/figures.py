@@ -17,7 +17,8 @@ For every seed a scene with ground truth is generated and
 4. the share of removal-mask pixels that were seen elsewhere is read from the run, and the seen colours are
    scored against the ground truth.
 
-LPIPS is reported only when ImageNet backbone weights are cached (else null). Everything lands in
+LPIPS is reported only when ImageNet backbone weights are cached (else null); ST-LPIPS (a different metric, see
+``perceptual_metrics.py``) whenever the stlpips-pytorch wheel is installed. Everything lands in
 ``OUTPUT/figures.json``; the table is printed, and ``--table-only`` prints it again from that file.
 """
 
@@ -37,6 +38,8 @@ import numpy as np
 ROWS = (
     ("ours", "ours (seen-elsewhere + 2D targets)"),
     ("plain_targets", "ours without seen-elsewhere targets (ablation)"),
+    ("no_perceptual", "ours without the perceptual loss (ablation)"),
+    ("st_lpips", "ours with the ST-LPIPS perceptual loss"),
     ("no_prior", "ours without the field prior (ablation)"),
     ("field_prior", "ours with the field prior (0.67, object-colour gate)"),
     ("inpainted_2d", "each view inpainted in 2D on its own"),
@@ -129,7 +132,9 @@ def depth_prior_errors(run_dir: Path, scene: Path, gt: Optional[Dict] = None) ->
 
 
 REFITS = ("ours", "plain_targets", "masked_nerf")
-"""Methods fitted from the run's stage outputs, ``repeats`` times each with different random seeds. (Older figures
+"""Methods fitted from the run's stage outputs by default, ``repeats`` times each with different random seeds
+(``--refits`` may add ``no_perceptual``: ours with ``--pipeline.lpips-loss-mult 0``, and ``st_lpips``: ours with
+``--pipeline.perceptual-network st-lpips``). (Older figures
 have a ``field_prior`` row, ours with ``--pipeline.field-prior-fraction 0.67``, or, written while that prior was on
 by default, a ``no_prior`` row; the table shows them when every seed has them.)"""
 RUN_DONE = "_figures_run_complete.json"
@@ -146,6 +151,10 @@ def _refit_change(method: str, repeat: int):
             cfg.pipeline.visibility.enabled = False
         elif method == "masked_nerf":
             masked_nerf(cfg)
+        elif method == "no_perceptual":
+            cfg.pipeline.lpips_loss_mult = 0.0
+        elif method == "st_lpips":
+            cfg.pipeline.perceptual_network = "st-lpips"
 
     return change
 
@@ -158,6 +167,7 @@ def run_seed(
     device: str,
     masks: str = "truth",
     repeats: int = 2,
+    refits: Sequence[str] = REFITS,
 ) -> Dict[str, object]:
     """All figures of one generated scene.
 
@@ -201,7 +211,7 @@ def run_seed(
     flat = inpainted_2d_scores(run_dir, gt["names"], gts, gt["masks"])
     rows["inpainted_2d"] = {"method": "inpainted_2d", **{k: flat.get(k) for k in METRIC_KEYS}}
     mask_iou = None
-    for method in REFITS:
+    for method in refits:
         fits = []
         for r in range(repeats):
             cfg = variant_config(
@@ -262,8 +272,9 @@ def figures_table(figures: Dict[str, object]) -> str:
         "different random seeds from the same stage outputs; the spread column is the mean over seeds of "
         "(best - worst fit) masked PSNR.",
         "",
-        f"| method | masked PSNR (mean) | masked SSIM (mean) | masked LPIPS (mean) | masked PSNR: {head} | spread |",
-        "|---|---|---|---|---|---|",
+        "| method | masked PSNR (mean) | masked SSIM (mean) | masked LPIPS (mean) | masked ST-LPIPS (mean) | "
+        f"masked PSNR: {head} | masked ST-LPIPS: {head} | spread |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     present = {key for key, _ in ROWS if all(key in s["methods"] for s in seeds)}  # type: ignore[operator]
     for key, label in ROWS:
@@ -276,13 +287,17 @@ def figures_table(figures: Dict[str, object]) -> str:
         lines.append(
             f"| {label} | {_fmt(_mean([v.get('masked_psnr') for v in vals]))} | "
             f"{_fmt(_mean([v.get('masked_ssim') for v in vals]), 3)} | "
-            f"{_fmt(_mean([v.get('masked_lpips') for v in vals]), 3)} | {per_seed} | {spread} |"
+            f"{_fmt(_mean([v.get('masked_lpips') for v in vals]), 3)} | "
+            f"{_fmt(_mean([v.get('masked_st_lpips') for v in vals]), 3)} | {per_seed} | "
+            f"{' / '.join(_fmt(v.get('masked_st_lpips'), 3) for v in vals)} | {spread} |"
         )
     ours = [s["methods"]["ours"]["masked_psnr"] for s in seeds]  # type: ignore[index]
     for key, label in (
         ("inpainted_2d", "2D inpainting"),
         ("masked_nerf", "masked NeRF"),
         ("plain_targets", "ablation without seen-elsewhere targets"),
+        ("no_perceptual", "ablation without the perceptual loss"),
+        ("st_lpips", "ours with the ST-LPIPS perceptual loss"),
         ("no_prior", "ablation without the field prior"),
         ("field_prior", "ours with the field prior"),
     ):
@@ -334,6 +349,7 @@ def run_figures(
     device: str = "cpu",
     masks: str = "truth",
     repeats: int = 2,
+    refits: Sequence[str] = REFITS,
 ) -> Dict[str, object]:
     """Run every seed (reusing finished seeds in ``output``), write ``figures.json`` and return it."""
     from spin_nerfstudio.stage_io import write_json
@@ -355,7 +371,7 @@ def run_figures(
         if done.is_file():
             results.append(json.loads(done.read_text()))
             continue
-        res = run_seed(seed, output, spec_kwargs, iterations, device, masks, repeats)
+        res = run_seed(seed, output, spec_kwargs, iterations, device, masks, repeats, refits)
         write_json(done, res)
         results.append(res)
         print(f"spin-nerf dev figures: seed {seed} done in {res['seconds'] / 60:.1f} min", flush=True)
@@ -365,6 +381,7 @@ def run_figures(
         "device": device,
         "masks": masks,
         "repeats": repeats,
+        "refits": list(refits),
         "seeds": results,
     }
     write_json(output / "figures.json", figures)

@@ -171,7 +171,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--output", type=Path, default=Path("segbench_output"))
-    parser.add_argument("--segmenter", default="grabcut", choices=["auto", "grabcut", "sam"])
+    parser.add_argument("--segmenter", default="grabcut", choices=["auto", "grabcut", "sam", "mobilesam"])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     run_segbench(args.output, args.seeds, args.segmenter, args.quick)

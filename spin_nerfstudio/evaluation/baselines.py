@@ -19,12 +19,13 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from spin_nerfstudio.evaluation import metrics as M
+from spin_nerfstudio.evaluation.perceptual_metrics import PERCEPTUAL_KEYS, PerceptualScorer
 from spin_nerfstudio.prompts import SpinInputError
 
 BASELINE_DIR = "baselines"
 """Subfolder of the run folder holding the baseline fits."""
 DONE_MARKER = "_baseline_complete.json"
-METRIC_KEYS = ("masked_psnr", "masked_ssim", "masked_lpips", "psnr", "ssim", "lpips")
+METRIC_KEYS = ("masked_psnr", "masked_ssim", "masked_lpips", "masked_st_lpips", "psnr", "ssim", "lpips", "st_lpips")
 
 
 def continue_schedule(config, start: int, total: int) -> None:
@@ -117,11 +118,10 @@ def train_variant(config, quiet: bool = True):
 
 
 def score_views(
-    images: List[np.ndarray], gts: List[np.ndarray], masks: Optional[List[np.ndarray]], perceptual=None
+    images: List[np.ndarray], gts: List[np.ndarray], masks: Optional[List[np.ndarray]], scorer=None
 ) -> Dict[str, object]:
-    """Per-view and mean metrics of float [0, 1] images against ground truth, as ``spin-nerf evaluate`` scores."""
-    import torch
-
+    """Per-view and mean metrics of float [0, 1] images against ground truth, as ``spin-nerf evaluate`` scores
+    (``scorer``: a :class:`PerceptualScorer`; perceptual keys null without one)."""
     per_view = []
     for i, (pred, gt) in enumerate(zip(images, gts)):
         pred = np.clip(pred, 0.0, 1.0)
@@ -129,17 +129,7 @@ def score_views(
         m = masks[i] if masks is not None else None
         if m is not None:
             pv["masked_psnr"], pv["masked_ssim"] = M.psnr(pred, gt, m), M.ssim(pred, gt, m)
-        pv["lpips"] = pv["masked_lpips"] = None
-        if perceptual is not None:
-
-            def t(a: np.ndarray) -> torch.Tensor:
-                return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()
-
-            with torch.no_grad():
-                pv["lpips"] = float(perceptual(t(pred), t(gt)))
-                box = M.bbox_crop(m) if m is not None else None
-                if box is not None:
-                    pv["masked_lpips"] = float(perceptual(t(pred[box]), t(gt[box])))
+        pv.update(scorer.score(pred, gt, m) if scorer is not None else {k: None for k in PERCEPTUAL_KEYS})
         per_view.append(pv)
     out: Dict[str, object] = {k: _mean([pv.get(k) for pv in per_view]) for k in METRIC_KEYS}
     out["per_view"] = per_view
@@ -149,15 +139,6 @@ def score_views(
 def _mean(values) -> Optional[float]:
     vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     return float(np.mean([min(v, 100.0) for v in vals])) if vals else None
-
-
-def _perceptual():
-    try:
-        from spin_nerfstudio.model.perceptual import PerceptualLoss, cached_backbone
-
-        return PerceptualLoss("alex") if cached_backbone("alex") is not None else None
-    except ImportError:
-        return None
 
 
 def inpainted_2d_scores(
@@ -170,7 +151,7 @@ def inpainted_2d_scores(
     inpainted = load_views(Path(run_dir) / INPAINTED_DIR, names)
     if inpainted is None:
         raise SpinInputError(f"{run_dir / INPAINTED_DIR}: the run has no 2D inpainting (did it reach that stage?)")
-    flat = score_views([np.asarray(v, np.float32) / 255.0 for v in inpainted], gts, masks, _perceptual())
+    flat = score_views([np.asarray(v, np.float32) / 255.0 for v in inpainted], gts, masks, PerceptualScorer())
     flat["what"] = f"the run's {INPAINTED_DIR}/ images (each view inpainted in 2D on its own)"
     return flat
 
@@ -206,7 +187,7 @@ def add_baselines(
 
 def comparison_table(rows: List[Dict[str, object]]) -> str:
     """Markdown table of the ``comparison`` rows."""
-    keys = ("masked_psnr", "masked_ssim", "masked_lpips", "psnr", "ssim")
+    keys = ("masked_psnr", "masked_ssim", "masked_lpips", "masked_st_lpips", "psnr", "ssim")
     lines = ["| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for row in rows:
         cells = ["null" if row.get(k) is None else f"{row[k]:.3f}" for k in keys]

@@ -33,7 +33,8 @@ from spin_nerfstudio.prompts import SpinInputError
 COLUMNS = (
     ("psnr", "PSNR", 2), ("ssim", "SSIM", 3), ("lpips", "LPIPS", 3),
     ("masked_psnr", "PSNR-in", 2), ("masked_ssim", "SSIM-in", 3), ("masked_lpips", "LPIPS-in", 3),
-    ("bbox_lpips", "LPIPS-box", 3), ("fid", "FID", 1), ("bbox_fid", "FID-box", 1),
+    ("bbox_lpips", "LPIPS-box", 3), ("st_lpips", "ST-LPIPS", 3), ("masked_st_lpips", "ST-LPIPS-in", 3),
+    ("bbox_st_lpips", "ST-LPIPS-box", 3), ("fid", "FID", 1), ("bbox_fid", "FID-box", 1),
     ("mask_accuracy", "mask acc", 4), ("mask_iou", "mask IoU", 4),
 )  # fmt: skip
 """(metrics key, table header, decimals) of the table's metric columns."""
@@ -249,7 +250,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> int:
             renders = load_test_renders(run_dir, names)
             title = (
                 f"scene {scene}: test views, truth above, ours below (PSNR {_fmt(metrics['psnr'], 2)}, "
-                f"PSNR-in {_fmt(metrics['masked_psnr'], 2)}, LPIPS {_fmt(metrics['lpips'], 3)})"
+                f"PSNR-in {_fmt(metrics['masked_psnr'], 2)}, LPIPS {_fmt(metrics['lpips'], 3)}, "
+                f"ST-LPIPS {_fmt(metrics.get('st_lpips'), 3)})"
             )
             fig = scene_figure(gts, renders, names, title, cfg.figure_views)  # type: ignore[arg-type]
             row["figure"] = str(save_sheet(fig, cfg.output / "figures" / f"{scene}.png"))

@@ -7,7 +7,8 @@
   over the whole image, ``masked_psnr`` and ``masked_ssim`` over the pixels inside the ground-truth mask (when
   ``--gt-masks`` is given, else the run's mask), ``lpips`` over the whole image and ``masked_lpips`` over the
   mask's bounding-box crop (at least 16 px a side) — LPIPS only when ImageNet backbone weights are cached,
-  otherwise ``null`` with a note.
+  otherwise ``null`` with a note — and ``st_lpips`` / ``masked_st_lpips`` likewise with ST-LPIPS (a different
+  metric, weights from the stlpips-pytorch wheel; see :mod:`spin_nerfstudio.evaluation.perceptual_metrics`).
 SPIn-NeRF-layout runs (``spin-llff`` with ``images_4/label/``) are scored on the dataset's own ground truth instead
 (``--gt-masks`` / ``--gt-images`` are refused); code and full text in :mod:`spin_nerfstudio.evaluation.protocol`:
 
@@ -139,7 +140,6 @@ def evaluate_pipeline(
     ``initial_masks`` (the per-view propagated masks before the mask field). With ``baselines_of`` (the run's
     config.yml) the baselines are trained and scored too.
     """
-    import torch
 
     from spin_nerfstudio.render import render_views
 
@@ -175,16 +175,10 @@ def evaluate_pipeline(
         else:
             result["masked_region"] = "ground-truth masks" if gt_mask_list is not None else "the run's final masks"
         renders = render_views(pipeline.model, cams, keys=("rgb",), description="Rendering for evaluation")["rgb"]
-        perceptual = None
-        try:
-            from spin_nerfstudio.model.perceptual import PerceptualLoss, cached_backbone
+        from spin_nerfstudio.evaluation.perceptual_metrics import PERCEPTUAL_KEYS, PerceptualScorer
 
-            if cached_backbone("alex") is not None:
-                perceptual = PerceptualLoss("alex")
-            else:
-                notes.append("lpips: no cached AlexNet backbone weights in torch's hub cache; lpips is null")
-        except ImportError as err:
-            notes.append(f"lpips: unavailable ({err})")
+        scorer = PerceptualScorer()
+        notes.extend(scorer.notes)
         for i, (pv, pred, gt) in enumerate(zip(per_view, renders, gts)):
             pred = np.clip(pred, 0.0, 1.0)
             pv["psnr"], pv["ssim"] = M.psnr(pred, gt), M.ssim(pred, gt)
@@ -192,15 +186,8 @@ def evaluate_pipeline(
             if m is not None:
                 pv["masked_psnr"], pv["masked_ssim"] = M.psnr(pred, gt, m), M.ssim(pred, gt, m)
                 pv["object_colour_fraction"] = M.object_colour_fraction(pred, m)
-            pv["lpips"] = pv["masked_lpips"] = None
-            if perceptual is not None:
-                t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()  # noqa: E731
-                with torch.no_grad():
-                    pv["lpips"] = float(perceptual(t(pred), t(gt)))
-                    box = M.bbox_crop(m) if m is not None else None
-                    if box is not None:
-                        pv["masked_lpips"] = float(perceptual(t(pred[box]), t(gt[box])))
-        for key in ("psnr", "ssim", "masked_psnr", "masked_ssim", "lpips", "masked_lpips", "object_colour_fraction"):
+            pv.update(scorer.score(pred, gt, m))
+        for key in ("psnr", "ssim", "masked_psnr", "masked_ssim", *PERCEPTUAL_KEYS, "object_colour_fraction"):
             result[key] = _mean([pv.get(key) for pv in per_view])  # type: ignore[misc]
         if baselines_of is not None:
             from spin_nerfstudio.evaluation.baselines import add_baselines

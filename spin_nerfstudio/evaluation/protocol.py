@@ -19,13 +19,20 @@ Full-image metrics (``psnr``, ``ssim``, ``lpips``), one value per view, then the
       than 64 px a side are bilinearly upsampled to 64 first. ``null`` (with a note) when the ImageNet AlexNet weights
       are neither at ``--lpips-weights`` nor in torch's cache: a random backbone would give incomparable numbers.
 
-Masked metrics, variant 1 = *pixels inside the mask* (``masked_psnr``, ``masked_ssim``, ``masked_lpips``):
+    - ``st_lpips``: ST-LPIPS (shift-tolerant LPIPS, Ghildyal and Liu, ECCV 2022) with its anti-aliased AlexNet
+      trunk, weights from the ``stlpips-pytorch`` wheel, inputs as for ``lpips``. A *different metric*: not
+      comparable with LPIPS or with published LPIPS figures. ``null`` (with a note) when the wheel is absent.
+
+Masked metrics, variant 1 = *pixels inside the mask* (``masked_psnr``, ``masked_ssim``, ``masked_lpips``,
+``masked_st_lpips``):
     - ``masked_psnr``: the MSE over the pixels inside the test-view mask only (all 3 channels).
     - ``masked_ssim``: the full-image SSIM map (as above), averaged over the pixels inside the mask.
     - ``masked_lpips``: the spatial LPIPS map (``lpips`` with ``spatial=True``: each layer's distance upsampled to
-      the input size and summed), averaged over the pixels inside the mask.
+      the input size and summed), averaged over the pixels inside the mask; ``masked_st_lpips`` likewise with
+      ST-LPIPS' spatial map.
 
-Masked metrics, variant 2 = *bounding-box crop* (``bbox_psnr``, ``bbox_ssim``, ``bbox_lpips``, ``bbox_fid``):
+Masked metrics, variant 2 = *bounding-box crop* (``bbox_psnr``, ``bbox_ssim``, ``bbox_lpips``, ``bbox_st_lpips``,
+``bbox_fid``):
     the axis-aligned bounding box of the test-view mask, grown symmetrically to at least 16 px a side (clipped to
     the image), is cropped out of render and ground truth, and the full-image metric is computed on the crops.
 
@@ -68,7 +75,7 @@ PROTOCOL = "spin-nerf test split v1"
 """Name written into the metrics, so tables computed differently are not mixed up."""
 SUMMARY_KEYS = (
     "psnr", "ssim", "lpips", "masked_psnr", "masked_ssim", "masked_lpips",
-    "bbox_psnr", "bbox_ssim", "bbox_lpips",
+    "bbox_psnr", "bbox_ssim", "bbox_lpips", "st_lpips", "masked_st_lpips", "bbox_st_lpips",
 )  # fmt: skip
 """Per-view metrics whose mean over the test views is reported."""
 
@@ -178,6 +185,16 @@ def _perceptual(lpips_weights: Optional[Path], notes: List[str]):
     return PerceptualLoss("alex", weights=lpips_weights)
 
 
+def _st_lpips(notes: List[str]):
+    from spin_nerfstudio.model.perceptual import STLPIPS, stlpips_weights
+
+    if stlpips_weights("alex") is None:
+        notes.append("st_lpips: the stlpips-pytorch wheel is not installed; st_lpips values are null")
+        return None
+    notes.append("st_lpips: ST-LPIPS(alex) from the stlpips-pytorch wheel (a different metric from LPIPS)")
+    return STLPIPS("alex")
+
+
 def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
     vals = [min(float(v), 100.0) for v in values if v is not None and not math.isnan(float(v))]
     return float(np.mean(vals)) if vals else None
@@ -192,8 +209,10 @@ def score_views(
     gts: Sequence[UInt8[np.ndarray, "H W 3"]],
     masks: Sequence[Bool[np.ndarray, "H W"]],
     perceptual=None,
+    st_lpips=None,
 ) -> List[Dict[str, Optional[float]]]:
-    """Per-view full, pixels-inside-mask and bounding-box metrics (see the module docstring)."""
+    """Per-view full, pixels-inside-mask and bounding-box metrics (see the module docstring); ``perceptual`` is the
+    LPIPS module, ``st_lpips`` the ST-LPIPS one (their keys are null without them)."""
     out = []
     for pred, gt8, mask in zip(renders, gts, masks):
         pred = np.clip(pred.astype(np.float64), 0.0, 1.0)
@@ -215,6 +234,15 @@ def score_views(
                 if box is not None:
                     row["bbox_lpips"] = float(perceptual(t(pred[box]), t(gt[box])))
             row["masked_lpips"] = float(lmap[mask].mean()) if inside else None
+        row["st_lpips"] = row["masked_st_lpips"] = row["bbox_st_lpips"] = None
+        if st_lpips is not None:
+            t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()  # noqa: E731
+            with torch.no_grad():
+                smap_st = st_lpips.spatial(t(pred), t(gt))[0].numpy()
+                row["st_lpips"] = float(st_lpips(t(pred), t(gt)))
+                if box is not None:
+                    row["bbox_st_lpips"] = float(st_lpips(t(pred[box]), t(gt[box])))
+            row["masked_st_lpips"] = float(smap_st[mask].mean()) if inside else None
         out.append(row)
     return out
 
@@ -275,7 +303,7 @@ def evaluate_test_split(
         Path(run_dir) / TEST_RENDER_DIR, test_names, [(np.clip(r, 0, 1) * 255 + 0.5).astype(np.uint8) for r in renders]
     )
     perceptual = _perceptual(lpips_weights, notes)
-    per_view = score_views(renders, gts, masks, perceptual)
+    per_view = score_views(renders, gts, masks, perceptual, _st_lpips(notes))
     for name, row in zip(test_names, per_view):
         row["image"] = name  # type: ignore[assignment]
     for key in SUMMARY_KEYS:

@@ -42,6 +42,11 @@ METRIC_HELP: Dict[str, str] = {
     "bbox_psnr": "PSNR (dB) on the crop to the mask's bounding box",
     "bbox_ssim": "SSIM on the crop to the mask's bounding box",
     "bbox_lpips": "LPIPS on the crop to the mask's bounding box",
+    "st_lpips": "ST-LPIPS (shift-tolerant LPIPS, AlexNet trunk; a different metric, not comparable with LPIPS), "
+    "whole image, mean over views",
+    "masked_st_lpips": "ST-LPIPS (not LPIPS) inside the mask: spatial map over the mask's pixels for the SPIn-NeRF "
+    "test split, else on the crop to the mask's bounding box",
+    "bbox_st_lpips": "ST-LPIPS (not LPIPS) on the crop to the mask's bounding box",
     "fid": "FID (Inception pool 2048) between the sets of renders and ground-truth views",
     "bbox_fid": "FID on the bounding-box crops",
     "mask_accuracy": "training views: pixel accuracy of the final masks",
@@ -98,6 +103,19 @@ def load_run(run_dir: Path) -> RunInfo:
         test_files = [Path(p) for p in test.image_filenames]
         test_masks = [Path(p) for p in test.metadata.get(OBJECT_MASK_FILES, [])]
     return RunInfo(run_dir, config, [Path(p) for p in train.image_filenames], test_files, test_masks, spin)
+
+
+def _perceptual_loss_row(p) -> str:
+    """The run's perceptual loss settings as configured (the training log names the network that ran)."""
+    if getattr(p, "lpips_loss_mult", 0) <= 0:
+        return "off"
+    network = getattr(p, "perceptual_network", "lpips")  # runs configured before ST-LPIPS had LPIPS only
+    what = {
+        "auto": f"LPIPS({p.lpips_net}) when its ImageNet backbone was found, else ST-LPIPS({p.lpips_net})",
+        "lpips": f"LPIPS({p.lpips_net}) (skipped without its ImageNet backbone)",
+        "st-lpips": f"ST-LPIPS({p.lpips_net})",
+    }.get(network, str(network))
+    return f"{what}, weight {p.lpips_loss_mult}, {p.lpips_patch_size} px patches"
 
 
 # ------------------------------------------------------------------------------------------------------- images
@@ -316,6 +334,7 @@ def build_report(
         ("schedule", f"reconstruct {p.reconstruct_steps} steps, mask head {p.mask_steps} steps, "
          f"total {cfg.max_num_iterations} steps"),  # type: ignore[attr-defined]
         ("object masks", masks_source(p)),
+        ("perceptual loss", _perceptual_loss_row(p)),
         ("stage times", ", ".join(f"{k} {v:.1f} s" for k, v in stage_s.items()) or "n/a"),
     ]  # fmt: skip
     body = [f"<h1>spin-nerfstudio run report</h1><p>{html.escape(str(run_dir))}</p>", '<h2 id="run">Run</h2><table>']

@@ -23,15 +23,18 @@ class SegmenterConfig(InstantiateConfig):
     """Which segmenter to use for the initial 2D masks."""
 
     _target: Type = field(default_factory=lambda: Segmenter)
-    backend: Literal["auto", "grabcut", "sam"] = "grabcut"
+    backend: Literal["auto", "grabcut", "sam", "mobilesam"] = "grabcut"
     """'grabcut' (the default) needs no learned weights and no network; 'sam' runs segment-anything with a checkpoint
-    (configured, cached, or downloaded when ``download`` is True); 'auto' takes SAM when a checkpoint is configured,
-    cached or (with ``download``) downloadable, else says why in one line and uses grabcut."""
+    (configured, cached, or downloaded when ``download`` is True); 'mobilesam' runs MobileSAM (vit_t, the CPU-sized
+    SAM) with a configured or cached ``mobile_sam.pt`` (never downloaded); 'auto' takes a configured checkpoint of
+    either kind, else a cached one (on a CPU MobileSAM before SAM, on CUDA SAM first), else (with ``download``)
+    downloads SAM, else says why in one line and uses grabcut."""
     checkpoint: Optional[Path] = None
-    """SAM checkpoint file; None looks for the official files in torch's hub cache ($TORCH_HOME/hub/checkpoints)."""
-    model_type: Literal["auto", "vit_b", "vit_l", "vit_h"] = "auto"
-    """SAM model type; auto reads it from the checkpoint. Also the type downloaded when none is cached (auto:
-    vit_h on CUDA, vit_b elsewhere)."""
+    """SAM or MobileSAM checkpoint file; None looks in torch's hub cache ($TORCH_HOME/hub/checkpoints) for the
+    official SAM files and MobileSAM's mobile_sam.pt."""
+    model_type: Literal["auto", "vit_b", "vit_l", "vit_h", "vit_t"] = "auto"
+    """SAM model type (vit_t: MobileSAM); auto reads it from the checkpoint. Also the type downloaded when none is
+    cached (auto: vit_h on CUDA, vit_b elsewhere)."""
     download: bool = False
     """Allow downloading the official SAM checkpoint into the cache when none is found (off by default: nothing
     reaches the network unless asked; the env var SPIN_NERF_NO_DOWNLOAD=1 forbids it whatever this says)."""
@@ -55,13 +58,35 @@ class SegmenterConfig(InstantiateConfig):
         """
         if self.backend == "grabcut":
             return "grabcut", None, "selected"
+        model_type = "vit_t" if self.backend == "mobilesam" else self.model_type
+        if self.backend == "mobilesam" and self.model_type not in ("auto", "vit_t"):
+            raise SpinInputError(
+                f"--pipeline.segmenter.model-type {self.model_type}: the mobilesam backend runs vit_t only "
+                "(use --pipeline.segmenter.backend sam for vit_b/vit_l/vit_h)"
+            )
         if self.checkpoint is not None:
-            W.read_checkpoint(Path(self.checkpoint), self.model_type)  # one-line error when it is not usable
-            return "sam", Path(self.checkpoint), "configured checkpoint"
-        cached = W.cached_checkpoint(self.model_type)
+            _, kind = W.read_checkpoint(Path(self.checkpoint), model_type)  # one-line error when it is not usable
+            return _backend(kind), Path(self.checkpoint), "configured checkpoint"
+        if model_type == "auto" and self.backend == "auto":
+            cpu_first = [W.cached_mobile_sam(), W.cached_checkpoint("auto")]
+            found = [p for p in (cpu_first if not str(device).startswith("cuda") else cpu_first[::-1]) if p is not None]
+            cached = found[0] if found else None
+        else:
+            cached = W.cached_checkpoint(model_type)
         if cached is not None:
-            W.read_checkpoint(cached, self.model_type)
-            return "sam", cached, "cached checkpoint"
+            _, kind = W.read_checkpoint(cached, model_type)
+            return _backend(kind), cached, "cached checkpoint"
+        if model_type == "vit_t":
+            if self.backend == "auto":
+                _print(
+                    f"[yellow]spin-nerfstudio: no MobileSAM checkpoint ({W.MOBILE_SAM_FILE} not in {W.cache_dir()}); "
+                    "using the offline segmenter 'grabcut'"
+                )
+                return "grabcut", None, "no MobileSAM checkpoint"
+            raise SpinInputError(
+                f"segmenter 'mobilesam': no checkpoint (none configured with --pipeline.segmenter.checkpoint, no "
+                f"{W.MOBILE_SAM_FILE} in {W.cache_dir()}; MobileSAM weights are never downloaded)"
+            )
         kind = self.model_type
         if kind == "auto":
             kind = "vit_h" if str(device).startswith("cuda") else "vit_b"
@@ -85,17 +110,23 @@ class SegmenterConfig(InstantiateConfig):
     def setup(self, device: str = "cpu", resolved: Optional[tuple] = None, **kwargs) -> Segmenter:  # type: ignore[override]
         """Build the segmenter (``resolved`` from :meth:`resolve`, else resolved now) and say which one runs."""
         backend, checkpoint, reason = resolved if resolved is not None else self.resolve(device)
-        if backend == "sam":
+        if backend in ("sam", "mobilesam"):
             from spin_nerfstudio.segmentation.sam import SamSegmenter  # torch and segment-anything: only when used
 
             assert checkpoint is not None
-            seg = SamSegmenter.from_checkpoint(checkpoint, self.model_type, device, refine_points=self.refine_points)
-            _print(f"spin-nerfstudio: segmenter backend 'sam' ({seg.model_type}, {reason}: {checkpoint})")
+            kind = "vit_t" if backend == "mobilesam" else self.model_type
+            seg = SamSegmenter.from_checkpoint(checkpoint, kind, device, refine_points=self.refine_points)
+            _print(f"spin-nerfstudio: segmenter backend '{seg.name}' ({seg.model_type}, {reason}: {checkpoint})")
             return seg
         seg = GrabCutSegmenter(depth_band=self.depth_band, iterations=self.iterations, depth_edge=self.depth_edge)
         why = "" if reason == "selected" else f"; {reason}"
         _print(f"spin-nerfstudio: segmenter backend '{seg.name}' (offline, no learned weights{why})")
         return seg
+
+
+def _backend(model_type: str) -> str:
+    """The backend that runs a checkpoint of this model type."""
+    return "mobilesam" if model_type == "vit_t" else "sam"
 
 
 def _print(message: str) -> None:

@@ -9,6 +9,10 @@
 
 The image embedding (the expensive part, about 13 s for vit_b on two CPU cores) is computed once per image and
 reused by later calls on the same image.
+
+MobileSAM (``mobilesam`` backend, model type ``vit_t``: SAM's prompt encoder and mask decoder behind a small TinyViT
+image encoder, from the ``mobilesam-mirror`` package) runs through the same class with the same prompt handling;
+its predictor has segment-anything's interface.
 """
 
 from __future__ import annotations
@@ -91,8 +95,12 @@ class SamSegmenter(Segmenter):
     name = "sam"
 
     def __init__(self, model, model_type: str, checkpoint: Optional[Path] = None, refine_points: int = 3) -> None:
-        from segment_anything import SamPredictor
+        if model_type == "vit_t":
+            from mobile_sam import SamPredictor
 
+            self.name = "mobilesam"
+        else:
+            from segment_anything import SamPredictor
         self.predictor = SamPredictor(model)
         self.model_type = model_type
         self.checkpoint = checkpoint
@@ -110,6 +118,13 @@ class SamSegmenter(Segmenter):
         from spin_nerfstudio.segmentation.sam_weights import read_checkpoint
 
         state, kind = read_checkpoint(Path(path), model_type)
+        if kind == "vit_t":
+            try:
+                from mobile_sam import sam_model_registry
+            except ImportError as err:
+                raise SpinInputError(
+                    f"{path}: a MobileSAM checkpoint needs mobilesam-mirror and timm ({err})"
+                ) from None
         model = sam_model_registry[kind](checkpoint=None)
         try:
             model.load_state_dict(state, strict=True)
@@ -123,7 +138,8 @@ class SamSegmenter(Segmenter):
     @property
     def description(self) -> str:
         """What runs, for the log."""
-        return f"SAM {self.model_type} from {self.checkpoint}" if self.checkpoint else f"SAM {self.model_type}"
+        what = f"{'MobileSAM' if self.model_type == 'vit_t' else 'SAM'} {self.model_type}"
+        return f"{what} from {self.checkpoint}" if self.checkpoint else what
 
     def _set_image(self, image: np.ndarray) -> None:
         key = (image.shape, hash(np.ascontiguousarray(image).tobytes()))

@@ -23,11 +23,16 @@ from spin_nerfstudio.prompts import SpinInputError
 NO_DOWNLOAD_ENV = "SPIN_NERF_NO_DOWNLOAD"
 """Environment variable: set to 1 (or true/yes) to forbid every download."""
 
-MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
+MODEL_TYPES = ("vit_b", "vit_l", "vit_h", "vit_t")
 # Width of the image encoder's patch embedding, which identifies the model type of a state dict.
 ENCODER_WIDTH = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 ENCODER_DEPTH = {"vit_b": 12, "vit_l": 24, "vit_h": 32}
 PATCH_KEY = "image_encoder.patch_embed.proj.weight"
+TINY_PATCH_KEY = "image_encoder.patch_embed.seq.0.c.weight"
+"""First convolution of MobileSAM's TinyViT encoder (vit_t): present instead of ``PATCH_KEY``."""
+MOBILE_SAM_FILE = "mobile_sam.pt"
+"""MobileSAM's checkpoint file name (its vit_t weights), looked for in the same cache; never downloaded (no
+verified size and hashes are kept for it)."""
 
 
 @dataclass(frozen=True)
@@ -96,13 +101,22 @@ def cache_dir() -> Path:
 
 
 def cached_checkpoint(model_type: str = "auto") -> Optional[Path]:
-    """An official SAM checkpoint already in the cache: the asked type, or for ``auto`` the largest one present."""
+    """An official SAM checkpoint already in the cache: the asked type, or for ``auto`` the largest one present
+    (``vit_t``: MobileSAM's ``mobile_sam.pt``, which ``auto`` does not consider here)."""
+    if model_type == "vit_t":
+        return cached_mobile_sam()
     order = [model_type] if model_type != "auto" else ["vit_h", "vit_l", "vit_b"]
     for kind in order:
         path = cache_dir() / OFFICIAL[kind].filename
         if path.is_file():
             return path
     return None
+
+
+def cached_mobile_sam() -> Optional[Path]:
+    """MobileSAM's ``mobile_sam.pt`` in the cache, else None."""
+    path = cache_dir() / MOBILE_SAM_FILE
+    return path if path.is_file() else None
 
 
 def _load_state_dict(path: Path) -> dict:
@@ -128,11 +142,21 @@ def _load_state_dict(path: Path) -> dict:
 
 
 def model_type_of(state: dict, path: Path) -> str:
-    """vit_b / vit_l / vit_h from a SAM state dict; a one-line error when it is not one."""
-    needed = (PATCH_KEY, "prompt_encoder.point_embeddings.0.weight", "mask_decoder.iou_prediction_head.layers.0.weight")
+    """vit_b / vit_l / vit_h, or vit_t (MobileSAM's TinyViT encoder), from a SAM state dict; a one-line error when
+    it is not one."""
+    encoder = TINY_PATCH_KEY if TINY_PATCH_KEY in state and PATCH_KEY not in state else PATCH_KEY
+    needed = (encoder, "prompt_encoder.point_embeddings.0.weight", "mask_decoder.iou_prediction_head.layers.0.weight")
     missing = [k for k in needed if k not in state]
     if missing:
         raise SpinInputError(f"{path}: not a SAM checkpoint (no '{missing[0]}' among its {len(state)} tensors)")
+    if encoder == TINY_PATCH_KEY:
+        stages = {k.split(".")[2] for k in state if k.startswith("image_encoder.layers.")}
+        if stages != {"0", "1", "2", "3"} or tuple(state[TINY_PATCH_KEY].shape) != (32, 3, 3, 3):
+            raise SpinInputError(
+                f"{path}: not a MobileSAM vit_t checkpoint (TinyViT encoder with {len(stages)} stages, first "
+                f"convolution {tuple(state[TINY_PATCH_KEY].shape)}; expected 4 stages and (32, 3, 3, 3))"
+            )
+        return "vit_t"
     width = int(state[PATCH_KEY].shape[0])
     if width not in ENCODER_WIDTH:
         raise SpinInputError(f"{path}: not a SAM checkpoint (image encoder width {width}, expected 768/1024/1280)")
@@ -150,7 +174,8 @@ def read_checkpoint(path: Path, model_type: str = "auto") -> tuple:
     if model_type != "auto" and kind != model_type:
         raise SpinInputError(
             f"{path}: this is a {kind} SAM checkpoint but model_type '{model_type}' was asked "
-            f"(use --pipeline.segmenter.model-type {kind} or auto)"
+            f"(use --pipeline.segmenter.model-type {kind} or auto"
+            + (", and --pipeline.segmenter.backend mobilesam)" if kind == "vit_t" else ")")
         )
     named = [t for t in MODEL_TYPES if f"_{t}" in Path(path).name or Path(path).name.startswith(t)]
     if named and named[0] != kind:

@@ -176,22 +176,19 @@ def _object_like(pipe: SpinPipeline, fill: np.ndarray, render: np.ndarray, unsee
 
 # ---------------------------------------------------------------------- LPIPS patches
 def lpips_due(pipe: SpinPipeline, step: int) -> bool:
-    """Whether this step adds the LPIPS patch loss (says once when no backbone weights are found)."""
+    """Whether this step adds the perceptual patch loss (says once when it is skipped, and why)."""
     cfg = pipe.config
     if pipe.spin_model.stage != Stage.INPAINT or cfg.lpips_loss_mult <= 0 or cfg.lpips_views_per_step <= 0:
         return False
     if pipe._lpips_skipped is None:
-        from spin_nerfstudio.model.perceptual import BACKBONE_FILES, cached_backbone
+        from spin_nerfstudio.model.perceptual import perceptual_plan
 
-        pipe._lpips_skipped = cached_backbone(cfg.lpips_net, cfg.lpips_weights) is None and not (
-            cfg.lpips_random_backbone
+        kind, line = perceptual_plan(
+            cfg.lpips_net, cfg.lpips_weights, cfg.perceptual_network, cfg.lpips_random_backbone
         )
+        pipe._lpips_skipped = kind is None
         if pipe._lpips_skipped:
-            CONSOLE.print(
-                f"[yellow]spin-nerfstudio: perceptual loss skipped: no ImageNet backbone weights "
-                f"({BACKBONE_FILES[cfg.lpips_net]}; give --pipeline.lpips-weights or put it in torch's cache, "
-                "or --pipeline.lpips-random-backbone True to use a random one)"
-            )
+            CONSOLE.print(f"[yellow]spin-nerfstudio: {line}", soft_wrap=True)
     if pipe._lpips_skipped:
         return False
     since = step - pipe._stage_start_step
@@ -199,12 +196,15 @@ def lpips_due(pipe: SpinPipeline, step: int) -> bool:
 
 
 def lpips_patch_loss(pipe: SpinPipeline) -> torch.Tensor:
-    """LPIPS between rendered patches and the inpainted colour, inside the masks no other view saw."""
+    """Perceptual distance (LPIPS or ST-LPIPS, see ``perceptual_plan``) between rendered patches and the inpainted
+    colour, inside the masks no other view saw."""
     cfg = pipe.config
     if pipe._perceptual is None:
         from spin_nerfstudio.model.perceptual import build_perceptual
 
-        pipe._perceptual, description = build_perceptual(cfg.lpips_net, cfg.lpips_weights)
+        pipe._perceptual, description = build_perceptual(
+            cfg.lpips_net, cfg.lpips_weights, cfg.perceptual_network, cfg.lpips_random_backbone
+        )
         pipe._perceptual.to(pipe.device)
         CONSOLE.print(f"spin-nerfstudio: perceptual loss uses {description}")
     batch = pipe.datamanager.view_batch
