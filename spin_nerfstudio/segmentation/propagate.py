@@ -81,6 +81,16 @@ def lift(view: PinholeView, xy: Float[np.ndarray, "N 2"], depth: Float[np.ndarra
     return view.origin + view.rays(xy) * t[:, None], t
 
 
+def _pixels_in_frame(view: PinholeView, points: Float[np.ndarray, "N 3"]) -> tuple:
+    """Nearest integer pixel (x, y) and camera distance of every point, and the indices of the points in front of
+    the camera that land inside the image."""
+    xy, z, dist = view.project(points)
+    xi = np.floor(xy[:, 0] + 0.5).astype(int)
+    yi = np.floor(xy[:, 1] + 0.5).astype(int)
+    ok = (z > 0) & (xi >= 0) & (xi < view.width) & (yi >= 0) & (yi < view.height)
+    return xi, yi, dist, np.nonzero(ok)[0]
+
+
 def visible_projection(
     view: PinholeView, points: Float[np.ndarray, "N 3"], depth: Float[np.ndarray, "H W"], tolerance: float = 0.05
 ) -> tuple:
@@ -89,12 +99,8 @@ def visible_projection(
     A point is visible when its distance to the camera is at most the rendered depth at its pixel times
     (1 + tolerance). Returns (x, y) integer arrays and the boolean selection over ``points``.
     """
-    xy, z, dist = view.project(points)
-    xi = np.floor(xy[:, 0] + 0.5).astype(int)
-    yi = np.floor(xy[:, 1] + 0.5).astype(int)
-    ok = (z > 0) & (xi >= 0) & (xi < view.width) & (yi >= 0) & (yi < view.height)
+    xi, yi, dist, idx = _pixels_in_frame(view, points)
     sel = np.zeros(len(points), dtype=bool)
-    idx = np.nonzero(ok)[0]
     surface = depth[yi[idx], xi[idx]]
     sel[idx] = dist[idx] <= surface * (1.0 + tolerance)
     return xi[sel], yi[sel], sel
@@ -175,12 +181,8 @@ def object_visible_projection(
     pixels (floaters of an imperfect reconstruction) are removed first by a grey-value dilation (local maximum) of
     the depth map. Returns (x, y) integer arrays and the boolean selection over ``points``.
     """
-    xy, z, dist = view.project(points)
-    xi = np.floor(xy[:, 0] + 0.5).astype(int)
-    yi = np.floor(xy[:, 1] + 0.5).astype(int)
-    ok = (z > 0) & (xi >= 0) & (xi < view.width) & (yi >= 0) & (yi < view.height)
+    xi, yi, dist, idx = _pixels_in_frame(view, points)
     sel = np.zeros(len(points), dtype=bool)
-    idx = np.nonzero(ok)[0]
     if len(idx) == 0:
         return xi[sel], yi[sel], sel
     surface = np.nan_to_num(np.asarray(depth, np.float32), nan=0.0, posinf=0.0)
