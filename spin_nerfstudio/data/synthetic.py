@@ -22,12 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
 import numpy as np
 from PIL import Image
+from scipy.ndimage import distance_transform_edt
 
 # Horizontal field of view of every camera, in degrees.
 HORIZONTAL_FOV_DEG = 50.0
@@ -503,14 +506,13 @@ def _demo_prompts(mask: np.ndarray, surface: np.ndarray) -> tuple[list[int], lis
     candidates = surface == _FLOOR
     candidates[:margin_r] = candidates[-margin_r:] = False
     candidates[:, :margin_c] = candidates[:, -margin_c:] = False
-    obj = np.argwhere(mask).astype(np.float64)
     rr, cc = np.nonzero(candidates)
     if len(rr) == 0:
         candidates = surface == _FLOOR
         rr, cc = np.nonzero(candidates)
-    pts = np.stack([rr, cc], axis=-1).astype(np.float64)
-    d2 = ((pts[:, None, :] - obj[None, :, :]) ** 2).sum(axis=-1).min(axis=1)
-    k = int(np.argmax(d2))
+    # distance of every pixel to the nearest object pixel (exact Euclidean; memory linear in the pixels)
+    to_object = distance_transform_edt(~mask.astype(bool))
+    k = int(np.argmax(to_object[rr, cc]))
     negative = [int(cc[k]), int(rr[k])]
     return positive, negative
 
@@ -528,6 +530,19 @@ def _llff_poses_bounds(c2ws: np.ndarray, height: int, width: int, focal: float, 
         mat = np.stack([-up, right, back, position, np.array([height, width, focal])], axis=1)  # (3, 5)
         rows.append(np.concatenate([mat.reshape(-1), [near, far]]))
     return np.asarray(rows, dtype=np.float64)
+
+
+def _render_views(scene: _Scene, width: int, height: int) -> Iterator[dict[str, np.ndarray]]:
+    """Every view of ``scene`` in order, ray cast on a few threads (numpy releases the GIL in its array work).
+
+    At most ``2 * threads`` views are held at once, so memory stays bounded on large scenes; the result is the same
+    as casting the views one after the other (each view is a pure function of the scene and its camera)."""
+    threads = max(1, min(8, os.cpu_count() or 1))
+    chunk = 2 * threads
+    with ThreadPoolExecutor(threads) as pool:
+        for start in range(0, len(scene.c2ws), chunk):
+            c2ws = scene.c2ws[start : start + chunk]
+            yield from pool.map(lambda c2w: _render_view(scene, c2w, width, height), c2ws)
 
 
 def make_scene(out_dir: Path, spec: SceneSpec | None = None, llff: bool = True) -> Path:
@@ -559,9 +574,8 @@ def make_scene(out_dir: Path, spec: SceneSpec | None = None, llff: bool = True) 
     prompts: dict[str, Any] = {"prompts": []}
     click_point: list[float] = []
     positive: list[int] = []
-    for i, c2w in enumerate(scene.c2ws):
+    for i, (c2w, view) in enumerate(zip(scene.c2ws, _render_views(scene, spec.width, spec.height))):
         name = f"{i:0{digits}d}"
-        view = _render_view(scene, c2w, spec.width, spec.height)
         mask = view["mask"]
         partial = i >= spec.num_views - spec.partial_views
         if not partial and (not mask.any() or mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()):
