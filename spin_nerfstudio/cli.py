@@ -96,7 +96,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             else:
                 spec = SceneSpec(num_views=args.num_views, width=args.width, height=args.height, seed=args.seed)
                 if args.vary:
-                    from spin_nerfstudio.data.synthetic import varied_spec
+                    from spin_nerfstudio.data.synthetic_scene import varied_spec
 
                     spec = varied_spec(args.seed, args.num_views, args.width, args.height)
                 if args.texture != "smooth":

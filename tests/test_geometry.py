@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from spin_nerfstudio.data.synthetic import SceneSpec, make_scene, pixel_rays
+from spin_nerfstudio.data.synthetic import SceneSpec, make_scene
+from spin_nerfstudio.data.synthetic_render import pixel_rays
 from spin_nerfstudio.evaluation import geometry as geo
 from spin_nerfstudio.segmentation.propagate import PinholeView
 
@@ -133,7 +134,8 @@ def _digest(scene: Path) -> str:
 def test_sharp_textures_keep_smooth_seeds_and_add_high_frequencies(tmp_path):
     import dataclasses
 
-    from spin_nerfstudio.data.synthetic import TEXTURES, load_ground_truth, varied_spec
+    from spin_nerfstudio.data.synthetic import load_ground_truth
+    from spin_nerfstudio.data.synthetic_scene import TEXTURES, varied_spec
 
     specs = (SceneSpec(num_views=6, width=64, height=48, seed=0), varied_spec(3, num_views=6, width=64, height=48))
     for k, (spec, digest) in enumerate(zip(specs, _SMOOTH_DIGESTS)):

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spin_nerfstudio.data.synthetic import SceneSpec, load_ground_truth, make_scene, varied_spec
+from spin_nerfstudio.data.synthetic import SceneSpec, load_ground_truth, make_scene
+from spin_nerfstudio.data.synthetic_scene import varied_spec
 from spin_nerfstudio.evaluation.metrics import mask_scores
 from spin_nerfstudio.prompts import PromptSet, SpinInputError, parse_prompts
 from spin_nerfstudio.segmentation.base import Segmenter

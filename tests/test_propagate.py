@@ -99,7 +99,7 @@ def test_rays_match_nerfstudio(scene: Scene) -> None:
 
 def test_rays_match_generator_pixel_centres(scene: Scene) -> None:
     # The generator's (un-normalised) rays hit the rendered depth: ours must be the same directions.
-    from spin_nerfstudio.data.synthetic import pixel_rays
+    from spin_nerfstudio.data.synthetic_render import pixel_rays
 
     view = scene.views[3]
     ref = pixel_rays(view.c2w, view.fx, view.cx, view.cy, view.width, view.height).reshape(-1, 3)

@@ -236,7 +236,7 @@ def test_nerfstudio_reads_scene_with_matching_rays(default_scene: Path) -> None:
     torch = pytest.importorskip("torch")
     cameras_module = pytest.importorskip("nerfstudio.cameras.cameras")
     parser_module = pytest.importorskip("nerfstudio.data.dataparsers.nerfstudio_dataparser")
-    from spin_nerfstudio.data.synthetic import pixel_rays
+    from spin_nerfstudio.data.synthetic_render import pixel_rays
 
     transforms = json.loads((default_scene / "transforms.json").read_text())
     c2w, focal, cx, cy = _camera(transforms, 3)

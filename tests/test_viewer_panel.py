@@ -23,7 +23,8 @@ from nerfstudio.engine.callbacks import TrainingCallbackLocation
 from nerfstudio.viewer.viewer_elements import ViewerClick
 from PIL import Image
 
-from spin_nerfstudio.data.synthetic import load_ground_truth, pixel_rays
+from spin_nerfstudio.data.synthetic import load_ground_truth
+from spin_nerfstudio.data.synthetic_render import pixel_rays
 from spin_nerfstudio.evaluation.metrics import mask_scores
 from spin_nerfstudio.model.spin_model import Stage
 from spin_nerfstudio.prompts import SpinInputError, load_prompts, match_to_dataset

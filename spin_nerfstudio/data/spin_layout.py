@@ -169,7 +169,9 @@ def make_spin_layout_scene(
     Returns:
         ``out_dir``.
     """
-    from spin_nerfstudio.data.synthetic import SceneSpec, _demo_prompts, _llff_poses_bounds, _render_view, _sample_scene
+    from spin_nerfstudio.data.synthetic import _demo_prompts, _llff_poses_bounds
+    from spin_nerfstudio.data.synthetic_render import _render_view
+    from spin_nerfstudio.data.synthetic_scene import SceneSpec, _sample_scene
 
     if num_train < 2 or num_test < 2:
         raise ValueError(f"need at least 2 training and 2 test views, got {num_train} and {num_test}")

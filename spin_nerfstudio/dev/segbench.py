@@ -32,7 +32,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from spin_nerfstudio.data.synthetic import load_ground_truth, make_scene, varied_spec
+from spin_nerfstudio.data.synthetic import load_ground_truth, make_scene
+from spin_nerfstudio.data.synthetic_scene import varied_spec
 from spin_nerfstudio.prompts import SpinInputError
 from spin_nerfstudio.segmentation.sam import interior_points
 
