@@ -128,6 +128,9 @@ def run_demo(
     metrics["peak_rss_mb"] = peak_rss_mb()
     metrics["timing_seconds"]["cpu"] = time.process_time()  # user + system, all threads: less load-dependent
     metrics["device"] = device
+    pipeline.cuda_peaks.mark("evaluate")
+    if pipeline.cuda_peaks.overall is not None:
+        metrics["cuda_peak_mb"] = pipeline.cuda_peaks.as_json()
     metrics["spans"] = {"scene": [start, start + t_scene], "train": train_span, "evaluate": evaluate_span}
     metrics["encoding"] = getattr(pipeline.model, "encoding_kind", None)
     write_metrics(metrics, output / "metrics.json")

@@ -36,6 +36,7 @@ from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttrib
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from spin_nerfstudio.cuda_memory import CudaPeaks
 from spin_nerfstudio.data.datamanager import SpinDataManager, SpinDataManagerConfig
 from spin_nerfstudio.evaluation import geometry_check
 from spin_nerfstudio.guard import FiniteGuard, first_nonfinite_term
@@ -208,6 +209,8 @@ class SpinPipeline(VanillaPipeline):
         self.stage_times: Dict[str, float] = {}
         self.stage_spans: Dict[str, List[List[float]]] = {}
         """Wall-clock [start, end] (``time.time()``) of each run of each stage, in stages.json for the benchmarks."""
+        self.cuda_peaks = CudaPeaks()
+        """Peak CUDA MiB of each stage and each fit stretch between them (stages.json ``cuda_peak_mb``; GPU runs)."""
         self._segmenter_plan: Optional[tuple] = None
         self._agreement_checked = False
         self._depths: List[np.ndarray] = []  # rendered depth of every view (stage ``render``)
@@ -395,6 +398,7 @@ class SpinPipeline(VanillaPipeline):
         if self._fit_start is not None:
             self.stage_times[f"fit_{stage.name.lower()}"] = time.time() - self._fit_start
             self.stage_spans.setdefault(f"fit_{stage.name.lower()}", []).append([self._fit_start, time.time()])
+            self.cuda_peaks.mark(f"fit_{stage.name.lower()}")
         self._fit_start = None
 
     def _boundary(self, name: str, step: int) -> str:
@@ -416,14 +420,23 @@ class SpinPipeline(VanillaPipeline):
         return entry["token"]
 
     def _run_timed(self, name: str, fn):
+        self.cuda_peaks.mark(self._fit_name())  # the training stretch before this stage
         start = time.time()
         result = fn()
         self.stage_times[name] = self.stage_times.get(name, 0.0) + time.time() - start
         self.stage_spans.setdefault(name, []).append([start, time.time()])
+        self.cuda_peaks.mark(name)
         CONSOLE.print(f"spin-nerfstudio: stage '{name}' took {time.time() - start:.1f} s")
         if self.run_dir is not None:
-            write_json(self.run_dir / STAGES_FILE, {"seconds": self.stage_times, "spans": self.stage_spans})
+            stages = {"seconds": self.stage_times, "spans": self.stage_spans}
+            if self.cuda_peaks.overall is not None:
+                stages["cuda_peak_mb"] = self.cuda_peaks.as_json()
+            write_json(self.run_dir / STAGES_FILE, stages)
         return result
+
+    def _fit_name(self) -> str:
+        """``fit_<stage>`` of the training stage now running (for the peak memory of the steps before a boundary)."""
+        return f"fit_{self.spin_model.stage.name.lower()}"
 
     def mask_fit_end(self) -> int:
         """Step at which the mask head fit ends (counted from the viewer's last segmentation, if any)."""

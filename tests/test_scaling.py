@@ -78,6 +78,9 @@ def test_tiny_run_reports_every_stage(tmp_path) -> None:
     assert 0 <= result["unattributed_seconds"] < 0.5 * result["child_seconds"]
     table = (tmp_path / "scaling.md").read_text()
     assert table == report["table"] + "\n" and "| seen_elsewhere |" in table
+    # the inpainted fit (50 steps here) is not swallowed by the stages that run at its end
+    assert result["stages"]["fit_inpaint"]["seconds"] > 0.1 * result["stages"]["fit_segment"]["seconds"]
+    assert result["cuda_peak_mb"] is None and "GPU" not in table  # a CPU run has no GPU column
     # replaying the run's seen-elsewhere stage on its own inputs gives at least its share (rejection off there)
     from spin_nerfstudio.dev.witnesses import replay
 
@@ -97,3 +100,24 @@ def test_config_changes_are_applied_or_refused() -> None:
     for bad in ("pipeline.visibility.no_such_field=1", "pipeline.visibility.max_witnesses", "pipeline.x.y=1"):
         with pytest.raises(SpinInputError, match=r"--set .*: expected FIELD=VALUE"):
             apply_settings(config, [bad])
+
+
+def test_gpu_peaks_get_their_own_column_and_cuda_is_refused_without_a_gpu(tmp_path) -> None:
+    from spin_nerfstudio.cuda_memory import CudaPeaks
+    from spin_nerfstudio.dev.scaling import format_table
+
+    peaks = CudaPeaks()
+    peaks.mark("render")  # no CUDA in this process: nothing recorded
+    assert peaks.as_json() == {}
+    row = {"seconds": 2.0, "cpu_seconds": 1.5, "peak_rss_mb": 900.0, "cuda_peak_mb": 1234.0}
+    result = {"size": "8x64x48", "views": 8, "pixels": 64 * 48, "stages": {"render": row},
+              "unattributed_seconds": 0.5, "child_seconds": 10.0, "peak_rss_mb": 950.0, "cuda_peak_mb": 2048.0}  # fmt: skip
+    report = {"results": [result], "steps": [1, 2, 4], "seed": 0, "threads": 16, "load_start": 0.1,
+              "exponents": {}, "device": "cuda", "config": "full"}  # fmt: skip
+    table = format_table(report)
+    assert "device cuda, config full" in table
+    assert "| render | 1.50 / 2.00 s, 900 MiB, GPU 1234 MiB |" in table
+    assert "| **peak GPU memory (torch)** | 2048 MiB |" in table
+    if not __import__("torch").cuda.is_available():
+        with pytest.raises(SpinInputError, match="--device cuda: torch sees no CUDA device here"):
+            run_scaling(tmp_path, [Size(6, 48, 36)], device="cuda")

@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from scipy.ndimage import distance_transform_edt
 
-from spin_nerfstudio.data.synthetic_render import _render_view, pixel_rays
+from spin_nerfstudio.data.synthetic_render import pixel_rays, render_views
 from spin_nerfstudio.data.synthetic_scene import (
     _FLOOR,
     _LIGHT_DIR,
@@ -87,14 +88,13 @@ def _demo_prompts(mask: np.ndarray, surface: np.ndarray) -> tuple[list[int], lis
     candidates = surface == _FLOOR
     candidates[:margin_r] = candidates[-margin_r:] = False
     candidates[:, :margin_c] = candidates[:, -margin_c:] = False
-    obj = np.argwhere(mask).astype(np.float64)
     rr, cc = np.nonzero(candidates)
     if len(rr) == 0:
         candidates = surface == _FLOOR
         rr, cc = np.nonzero(candidates)
-    pts = np.stack([rr, cc], axis=-1).astype(np.float64)
-    d2 = ((pts[:, None, :] - obj[None, :, :]) ** 2).sum(axis=-1).min(axis=1)
-    k = int(np.argmax(d2))
+    # distance of every pixel to the nearest object pixel (exact Euclidean; memory linear in the pixels)
+    to_object = distance_transform_edt(~mask.astype(bool))
+    k = int(np.argmax(to_object[rr, cc]))
     negative = [int(cc[k]), int(rr[k])]
     return positive, negative
 
@@ -143,9 +143,8 @@ def make_scene(out_dir: Path, spec: SceneSpec | None = None, llff: bool = True) 
     prompts: dict[str, Any] = {"prompts": []}
     click_point: list[float] = []
     positive: list[int] = []
-    for i, c2w in enumerate(scene.c2ws):
+    for i, (c2w, view) in enumerate(zip(scene.c2ws, render_views(scene, spec.width, spec.height))):
         name = f"{i:0{digits}d}"
-        view = _render_view(scene, c2w, spec.width, spec.height)
         mask = view["mask"]
         partial = i >= spec.num_views - spec.partial_views
         if not partial and (not mask.any() or mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
+
 import numpy as np
 
 from spin_nerfstudio.data.synthetic_scene import (
@@ -142,3 +146,16 @@ def _round_object(scene: _Scene, origin: np.ndarray, dirs: np.ndarray) -> tuple:
     side_normal = np.concatenate([p[..., :2] / radius, np.zeros_like(p[..., :1])], axis=-1)
     normal = np.where(top[..., None], np.array([0.0, 0.0, 1.0]), side_normal)
     return t, normal, top
+
+
+def render_views(scene: _Scene, width: int, height: int) -> Iterator[dict[str, np.ndarray]]:
+    """Every view of ``scene`` in order, ray cast on a few threads (numpy releases the GIL in its array work).
+
+    At most ``2 * threads`` views are held at once, so memory stays bounded on large scenes; the result is the same
+    as casting the views one after the other (each view is a pure function of the scene and its camera)."""
+    threads = max(1, min(8, os.cpu_count() or 1))
+    chunk = 2 * threads
+    with ThreadPoolExecutor(threads) as pool:
+        for start in range(0, len(scene.c2ws), chunk):
+            c2ws = scene.c2ws[start : start + chunk]
+            yield from pool.map(lambda c2w: _render_view(scene, c2w, width, height), c2ws)

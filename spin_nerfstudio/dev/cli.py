@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> None:
         from spin_nerfstudio.dev.scaling import parse_size, run_scaling
 
         sizes = [parse_size(s) for s in args.sizes]
-        print(run_scaling(args.output, sizes, args.steps, args.seed, args.settings)["table"])
+        print(run_scaling(args.output, sizes, args.steps, args.seed, args.settings, args.device, args.config)["table"])
     elif args.dev_command == "witnesses":
         from spin_nerfstudio.dev.witnesses import replay, run_witness_bench
 

@@ -48,7 +48,7 @@ head about 150 for a non-empty final mask on 16 views (with 50 it came out empty
 
 STAGE_ORDER = (
     "scene", "setup", "fit_reconstruct", "render", "initial_masks", "fit_segment", "mask_agreement", "final_masks",
-    "inpaint", "seen_elsewhere", "field_prior", "fit_inpaint", "result_sheet", "evaluate",
+    "inpaint", "seen_elsewhere", "field_prior", "fit_inpaint", "result_sheet", "removal_figures", "evaluate",
 )  # fmt: skip
 """Rows of the table, in the order they run (``scene`` is the scene generation, not part of a removal)."""
 
@@ -162,27 +162,42 @@ def apply_settings(config: Any, settings: Sequence[str]) -> None:
         setattr(target, leaf, value)
 
 
+def base_config(config: str) -> Any:
+    """The trainer config a scaling run starts from: ``small`` (spin-inpaint-small, the CPU schedule) or ``full``
+    (spin-inpaint: 4096 rays, mixed precision, the GPU-sized config)."""
+    from spin_nerfstudio.spin_config import spin_inpaint_config, spin_inpaint_small_config
+
+    return spin_inpaint_config() if config == "full" else spin_inpaint_small_config()
+
+
 def run_worker(
-    output: Path, size: Size, steps: Sequence[int], seed: int, settings: Sequence[str] = ()
+    output: Path,
+    size: Size,
+    steps: Sequence[int],
+    seed: int,
+    settings: Sequence[str] = (),
+    device: str = "cpu",
+    config: str = "small",
 ) -> Dict[str, Any]:
-    """One removal (the demo's path, on the CPU) on a generated scene of ``size``; writes ``worker.json``."""
+    """One removal (the demo's path) on a generated scene of ``size`` on ``device``; writes ``worker.json``."""
     from spin_nerfstudio.data.synthetic import SceneSpec
     from spin_nerfstudio.demo import run_demo
-    from spin_nerfstudio.spin_config import spin_inpaint_small_config
 
-    base = spin_inpaint_small_config()
+    base = base_config(config)
     apply_settings(base, settings)
 
     iterations = {"reconstruct": int(steps[0]), "mask": int(steps[1]), "total": int(steps[2])}
     start = time.time()
     metrics = run_demo(output, spec=SceneSpec(size.views, size.width, size.height, seed), iterations=iterations,
-                       device="cpu", base=base)  # fmt: skip
+                       device=device, base=base)  # fmt: skip
     result = {
         "start": start,
         "end": time.time(),
         "timing": metrics["timing_seconds"],
         "spans": metrics["spans"],
         "peak_rss_mb": metrics["peak_rss_mb"],
+        "cuda_peak_mb": metrics.get("cuda_peak_mb"),
+        "device": metrics.get("device", device),
     }
     (output / "worker.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -198,7 +213,7 @@ def stage_spans(worker: Dict[str, Any], stages_file: Dict[str, Any]) -> Dict[str
     spans["scene"] = [list(demo["scene"])]
     firsts = [s[0] for v in spans.values() for s in v if s[0] >= train_start]
     spans["setup"] = [[train_start, min(firsts) if firsts else train_end]]
-    late = ("field_prior", "result_sheet", "scene")  # inside the inpainted fit / at its last step
+    late = ("field_prior", "result_sheet", "removal_figures", "scene")  # inside the inpainted fit / at its last step
     boundary_ends = [s[1] for k, v in spans.items() if k not in late for s in v]
     spans["fit_inpaint"] = [[max(boundary_ends), train_end]]
     spans["evaluate"] = [list(demo["evaluate"])]
@@ -261,14 +276,23 @@ def growth_exponents(points: Sequence[Tuple[float, float, float]]) -> Dict[str, 
     return out
 
 
-def _run_size(output: Path, size: Size, steps: Sequence[int], seed: int, settings: Sequence[str] = ()) -> Dict:
+def _run_size(
+    output: Path,
+    size: Size,
+    steps: Sequence[int],
+    seed: int,
+    settings: Sequence[str] = (),
+    device: str = "cpu",
+    config: str = "small",
+) -> Dict:
     from spin_nerfstudio.prompts import SpinInputError
     from spin_nerfstudio.stages.names import STAGES_FILE
 
     folder = output / str(size)
     log = output / f"{size}.log"
     cmd = [sys.executable, "-W", "ignore", "-m", "spin_nerfstudio.dev.scaling", "--worker", str(size),
-           "--output", str(folder), "--steps", *map(str, steps), "--seed", str(seed)]  # fmt: skip
+           "--output", str(folder), "--steps", *map(str, steps), "--seed", str(seed), "--device", device,
+           "--config", config]  # fmt: skip
     for item in settings:
         cmd += ["--set", item]
     env = dict(os.environ, PYTHONWARNINGS="ignore")
@@ -293,12 +317,15 @@ def _run_size(output: Path, size: Size, steps: Sequence[int], seed: int, setting
     stages_file = json.loads(stages_path.read_text())
     spans = stage_spans(worker, stages_file)
     rows = stage_rows(spans, sampler.samples)
+    cuda = worker.get("cuda_peak_mb") or {}
+    for name, row in rows.items():
+        row["cuda_peak_mb"] = cuda.get("stages", {}).get(name)
     attributed = sum(r["seconds"] for r in rows.values() if r["seconds"] is not None)
     return {
         "size": str(size), "views": size.views, "width": size.width, "height": size.height, "pixels": size.pixels,
         "stages": rows, "spans": spans, "wall_seconds": wall, "child_seconds": worker["end"] - worker["start"],
         "unattributed_seconds": worker["end"] - worker["start"] - attributed,
-        "peak_rss_mb": worker["peak_rss_mb"], "samples": len(sampler.samples),
+        "peak_rss_mb": worker["peak_rss_mb"], "cuda_peak_mb": cuda.get("overall"), "samples": len(sampler.samples),
     }  # fmt: skip
 
 
@@ -330,14 +357,17 @@ def format_table(report: Dict[str, Any]) -> str:
     """The Markdown tables of a scaling report."""
     results = report["results"]
     steps = report["steps"]
+    gpu = any(r.get("cuda_peak_mb") is not None for r in results)
     sizes = ", ".join(r["size"] for r in results)
     lines = [
         f"spin-nerf dev scaling: sizes {sizes} (views x width x height), schedule {steps[0]}/{steps[1]}/{steps[2]} "
-        f"steps (reconstruct/mask/total), seed {report['seed']}, device cpu, torch threads {report['threads']}, "
+        f"steps (reconstruct/mask/total), seed {report['seed']}, device {report.get('device', 'cpu')}, "
+        f"config {report.get('config', 'small')}, torch threads {report['threads']}, "
         f"config changes: {' '.join(report.get('settings', [])) or 'none'}, "
         f"load average at start {report['load_start']}",
         "",
-        "Seconds per stage, CPU (user + system, all threads) / wall; peak resident MiB sampled inside the stage:",
+        "Seconds per stage, CPU (user + system, all threads) / wall; peak resident MiB sampled inside the stage"
+        + ("; peak GPU MiB (torch's allocator) of the stage:" if gpu else ":"),
         "",
         "| stage | " + " | ".join(r["size"] for r in results) + " | exponent in views (CPU) | in pixels (CPU) |",
         "|---|" + "---:|" * (len(results) + 2),
@@ -350,6 +380,7 @@ def format_table(report: Dict[str, Any]) -> str:
             cells.append(
                 "–" if s is None
                 else f"{_num(s['cpu_seconds'], '.2f')} / {_num(s['seconds'], '.2f')} s, {_num(s['peak_rss_mb'], '.0f')} MiB"
+                + (f", GPU {_num(s.get('cuda_peak_mb'), '.0f')} MiB" if gpu else "")
             )  # fmt: skip
         e = exps.get(name, {})
         lines.append(
@@ -363,6 +394,11 @@ def format_table(report: Dict[str, Any]) -> str:
     )  # fmt: skip
     lines.append("| **whole child (wall)** | " + " | ".join(f"{r['child_seconds']:.1f} s" for r in results) + " | | |")
     lines.append("| **peak memory, VmHWM** | " + " | ".join(f"{r['peak_rss_mb']:.0f} MiB" for r in results) + " | | |")
+    if gpu:
+        lines.append(
+            "| **peak GPU memory (torch)** | "
+            + " | ".join(f"{_num(r.get('cuda_peak_mb'), '.0f')} MiB" for r in results) + " | | |"
+        )  # fmt: skip
     lines += [
         "",
         "Exponents: least squares of log(CPU seconds) on log(views) and log(pixels per view) over "
@@ -379,11 +415,13 @@ def run_scaling(
     steps: Sequence[int] = DEFAULT_STEPS,
     seed: int = 0,
     settings: Sequence[str] = (),
+    device: str = "cpu",
+    config: str = "small",
 ) -> Dict:
     """Run every size, write ``scaling.json`` and ``scaling.md`` into ``output``; returns the report.
 
-    ``settings``: ``FIELD=VALUE`` changes to the spin-inpaint-small config of every run (e.g.
-    ``pipeline.visibility.max_witnesses=0``)."""
+    ``settings``: ``FIELD=VALUE`` changes to the config of every run (e.g. ``pipeline.visibility.max_witnesses=0``);
+    ``device``: ``cpu`` or ``cuda``; ``config``: ``small`` (spin-inpaint-small) or ``full`` (spin-inpaint)."""
     import torch
 
     from spin_nerfstudio.prompts import SpinInputError
@@ -392,9 +430,11 @@ def run_scaling(
         raise SpinInputError(
             f"--steps {' '.join(map(str, steps))}: need RECONSTRUCT > 0 and TOTAL > RECONSTRUCT + MASK"
         )
-    from spin_nerfstudio.spin_config import spin_inpaint_small_config
-
-    apply_settings(spin_inpaint_small_config(), settings)  # a bad FIELD=VALUE stops here, before any run
+    if device not in ("cpu", "cuda") or config not in ("small", "full"):
+        raise SpinInputError(f"device '{device}' / config '{config}': expected cpu or cuda / small or full")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SpinInputError("--device cuda: torch sees no CUDA device here")
+    apply_settings(base_config(config), settings)  # a bad FIELD=VALUE stops here, before any run
     output = Path(output).resolve()
     output.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -402,7 +442,7 @@ def run_scaling(
     for size in sizes:
         print(f"spin-nerf dev scaling: {size} (removal in a subprocess, log {output / f'{size}.log'})", flush=True)
         try:
-            results.append(_run_size(output, size, steps, seed, settings))
+            results.append(_run_size(output, size, steps, seed, settings, device, config))
         except SpinInputError as err:  # reported, and the other sizes still run
             print(f"spin-nerf dev scaling: {err}", flush=True)
             failed.append({"size": str(size), "error": str(err).splitlines()[0]})
@@ -413,7 +453,7 @@ def run_scaling(
     report = {
         "sizes": [str(s) for s in sizes], "steps": list(steps), "seed": seed, "threads": torch.get_num_threads(),
         "load_start": round(load, 1), "results": results, "failed": failed, "exponents": fit_exponents(results),
-        "sample_seconds": SAMPLE_SECONDS, "settings": list(settings),
+        "sample_seconds": SAMPLE_SECONDS, "settings": list(settings), "device": device, "config": config,
     }  # fmt: skip
     table = format_table(report)
     report["table"] = table
@@ -433,6 +473,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="FIELD=VALUE",
                    help="change a spin-inpaint-small config field in every run, e.g. "
                    "pipeline.visibility.max_witnesses=0 (repeatable)")  # fmt: skip
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the removals run (default cpu)")
+    p.add_argument("--config", choices=("small", "full"), default="small",
+                   help="small: spin-inpaint-small (1024 rays); full: spin-inpaint (4096 rays, mixed precision)")  # fmt: skip
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -443,8 +486,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--steps", type=int, nargs=3, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", dest="settings", action="append", default=[])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--config", default="small")
     args = p.parse_args(argv)
-    run_worker(args.output, parse_size(args.worker), args.steps, args.seed, args.settings)
+    run_worker(args.output, parse_size(args.worker), args.steps, args.seed, args.settings, args.device, args.config)
     return 0
 
 
