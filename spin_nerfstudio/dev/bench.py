@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from spin_nerfstudio.cpu import peak_rss_mb
+from spin_nerfstudio.dev.report_io import write_report
 
 METHODS = ("spin", "nerfacto-torch")
 """Methods compared, in the order they run."""
@@ -492,11 +493,7 @@ def run_bench(
         else "peak resident set of the one shared process (not per method)",
     }
     report["summary"] = summarise(results, settings, demo)
-    table = format_table(report)
-    report["table"] = table
-    (output / RESULT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    (output / TABLE_FILE).write_text(table + "\n")
-    return report
+    return write_report(output, report, format_table, RESULT_FILE, TABLE_FILE)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
