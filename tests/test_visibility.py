@@ -14,6 +14,7 @@ from test_segment_inpaint import ray_distance
 from spin_nerfstudio.data.synthetic import SceneSpec, load_ground_truth, make_scene
 from spin_nerfstudio.evaluation.metrics import psnr
 from spin_nerfstudio.inpainting import visibility as vis
+from spin_nerfstudio.inpainting import witnesses as wit
 from spin_nerfstudio.inpainting.biharmonic import BiharmonicInpainter
 from spin_nerfstudio.segmentation.propagate import PinholeView, dilate
 
@@ -174,11 +175,11 @@ def test_sweep_stops_at_a_surface_no_view_saw() -> None:
     removal = [np.ones((41, 41), bool), hidden, np.zeros((41, 41), bool)]
     centre = np.array([[20.0, 20.0]])
     # without A's evidence that the ray went behind the table, B's floor would pass for the background (t = 3)
-    only_b = vis.sweep_background_depth([source, b], [removal[0], removal[2]], [depth[0], depth[2]], 0, centre, 0.05)
+    only_b = wit.sweep_background_depth([source, b], [removal[0], removal[2]], [depth[0], depth[2]], 0, centre, 0.05)
     assert only_b[0] == pytest.approx(3.0, rel=0.02)
-    assert np.isnan(vis.sweep_background_depth([source, a, b], removal, depth, 0, centre, 0.05)).all()
+    assert np.isnan(wit.sweep_background_depth([source, a, b], removal, depth, 0, centre, 0.05)).all()
     # where A does see the table along the ray, the table is the background (B's floor lies behind it)
-    seen = vis.sweep_background_depth(
+    seen = wit.sweep_background_depth(
         [source, a, b], [removal[0], np.zeros((41, 41), bool), removal[2]], depth, 0, centre, 0.05
     )
     assert seen[0] == pytest.approx(2.0, rel=0.02)
@@ -187,16 +188,16 @@ def test_sweep_stops_at_a_surface_no_view_saw() -> None:
 def test_sweep_depth_of_rays_no_view_can_check(scene: Scene) -> None:
     ys, xs = np.nonzero(scene.gt["masks"][0])
     xy = np.stack([xs, ys], -1).astype(float)
-    found = vis.sweep_background_depth(scene.views, scene.removal, scene.depth, 0, xy, 0.05, 2)
+    found = wit.sweep_background_depth(scene.views, scene.removal, scene.depth, 0, xy, 0.05, 2)
     truth = scene.depth_bg[0][ys, xs]
     hit = np.isfinite(found)
     assert hit.mean() > 0.3 and np.median(np.abs(found[hit] / truth[hit] - 1)) < 0.01
     # every other view entirely masked: no witness, no depth
     blind = [scene.removal[0]] + [np.ones_like(m) for m in scene.removal[1:]]
-    assert np.isnan(vis.sweep_background_depth(scene.views, blind, scene.depth, 0, xy, 0.05, 2)).all()
+    assert np.isnan(wit.sweep_background_depth(scene.views, blind, scene.depth, 0, xy, 0.05, 2)).all()
     # no finite rendered depth under the pixels: no near end for the sweep
     bad = [np.full_like(scene.depth[0], np.nan)] + list(scene.depth[1:])
-    assert np.isnan(vis.sweep_background_depth(scene.views, scene.removal, bad, 0, xy, 0.05, 2)).all()
+    assert np.isnan(wit.sweep_background_depth(scene.views, scene.removal, bad, 0, xy, 0.05, 2)).all()
 
 
 def test_view_without_mask_is_a_witness(scene: Scene) -> None:

@@ -36,6 +36,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from spin_nerfstudio.dev.report_io import write_report
+
 RESULT_FILE = "scaling.json"
 TABLE_FILE = "scaling.md"
 SAMPLE_SECONDS = 0.05
@@ -455,11 +457,7 @@ def run_scaling(
         "load_start": round(load, 1), "results": results, "failed": failed, "exponents": fit_exponents(results),
         "sample_seconds": SAMPLE_SECONDS, "settings": list(settings), "device": device, "config": config,
     }  # fmt: skip
-    table = format_table(report)
-    report["table"] = table
-    (output / RESULT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    (output / TABLE_FILE).write_text(table + "\n")
-    return report
+    return write_report(output, report, format_table, RESULT_FILE, TABLE_FILE)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -13,23 +13,34 @@ shows, top to bottom:
 5. the loss curves read from the run's tensorboard event files, with the stage boundaries marked.
 
 It also writes ``sheet.png``, a contact sheet of the training-view table, for places where HTML is awkward.
+
+The run's settings are read in :mod:`.report_run`, the loss curves drawn in :mod:`.report_curves`, the page's
+building blocks are in :mod:`.report_html` and the PNG screenshot in :mod:`.report_screenshot`.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import html
 import json
-import shutil
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional
 
 import numpy as np
 from PIL import Image
 
+from spin_nerfstudio.evaluation.report_curves import plot_curves, read_scalars, stage_boundaries
+from spin_nerfstudio.evaluation.report_html import (
+    CSS,
+    _depth_colour,
+    _fmt,
+    _Page,
+    _pick_views,
+    _read_stage_image,
+    _tile,
+)
+from spin_nerfstudio.evaluation.report_run import _perceptual_loss_row, load_run
+from spin_nerfstudio.evaluation.report_screenshot import screenshot
 from spin_nerfstudio.prompts import SpinInputError
 
 METRIC_HELP: Dict[str, str] = {
@@ -65,208 +76,6 @@ STAGE_FOLDERS = (
     ("final render", None),
 )
 """Columns of the training-view table and the run sub-folder each comes from."""
-
-
-@dataclass
-class RunInfo:
-    """What the report needs to know about a run, read from its ``config.yml`` and its dataset."""
-
-    run_dir: Path
-    config: object
-    train_files: List[Path]
-    test_files: List[Path]
-    test_masks: List[Path]
-    spin_layout: bool
-
-
-def load_run(run_dir: Path) -> RunInfo:
-    """Read ``RUN/config.yml`` and list the run's training (and SPIn-NeRF test) image files via its dataparser."""
-    from spin_nerfstudio.data.spin_layout import LAYOUT_KEY, OBJECT_MASK_FILES
-    from spin_nerfstudio.evaluation.protocol import load_run_config
-
-    run_dir = Path(run_dir)
-    path = run_dir / "config.yml"
-    if not path.is_file():
-        raise SpinInputError(f"{path}: run config not found (is {run_dir} a run folder?)")
-    config = load_run_config(path)
-    dp = config.pipeline.datamanager.dataparser
-    try:
-        parser = dp.setup()
-        train = parser.get_dataparser_outputs("train")
-    except (OSError, ValueError) as err:
-        raise SpinInputError(f"{run_dir}: cannot read the run's dataset {dp.data} ({err})") from None
-    spin = bool(train.metadata.get(LAYOUT_KEY))
-    test_files: List[Path] = []
-    test_masks: List[Path] = []
-    if spin:
-        test = parser.get_dataparser_outputs("test")
-        test_files = [Path(p) for p in test.image_filenames]
-        test_masks = [Path(p) for p in test.metadata.get(OBJECT_MASK_FILES, [])]
-    return RunInfo(run_dir, config, [Path(p) for p in train.image_filenames], test_files, test_masks, spin)
-
-
-def _perceptual_loss_row(p) -> str:
-    """The run's perceptual loss settings as configured (the training log names the network that ran)."""
-    if getattr(p, "lpips_loss_mult", 0) <= 0:
-        return "off"
-    network = getattr(p, "perceptual_network", "lpips")  # runs configured before ST-LPIPS had LPIPS only
-    what = {
-        "auto": f"LPIPS({p.lpips_net}) when its ImageNet backbone was found, else ST-LPIPS({p.lpips_net})",
-        "lpips": f"LPIPS({p.lpips_net}) (skipped without its ImageNet backbone)",
-        "st-lpips": f"ST-LPIPS({p.lpips_net})",
-    }.get(network, str(network))
-    return f"{what}, weight {p.lpips_loss_mult}, {p.lpips_patch_size} px patches"
-
-
-# ------------------------------------------------------------------------------------------------------- images
-def _tile(image: np.ndarray, min_width: int = 240) -> Image.Image:
-    from spin_nerfstudio.evaluation.sheet import to_uint8
-
-    img = Image.fromarray(to_uint8(image))
-    if img.width < min_width:
-        k = -(-min_width // img.width)
-        img = img.resize((img.width * k, img.height * k), Image.NEAREST)
-    return img
-
-
-def _depth_colour(depth: np.ndarray) -> np.ndarray:
-    import matplotlib
-
-    d = np.asarray(depth, dtype=np.float64)
-    lo, hi = np.percentile(d, 1), np.percentile(d, 99)
-    return matplotlib.colormaps["turbo"]((np.clip(d, lo, hi) - lo) / max(hi - lo, 1e-9))[..., :3]
-
-
-def _read_stage_image(run_dir: Path, folder: str, stem: str) -> Optional[np.ndarray]:
-    from spin_nerfstudio.stage_io import MARKER
-
-    path = run_dir / folder / f"{stem}.png"
-    if not (run_dir / folder / MARKER).is_file() or not path.is_file():
-        return None
-    return np.array(Image.open(path))
-
-
-# ------------------------------------------------------------------------------------------------------- curves
-def read_scalars(run_dir: Path) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
-    """All scalar series of the run's tensorboard event files: tag -> (steps, values)."""
-    files = sorted(Path(run_dir).glob("events.out.tfevents.*"))
-    if not files:
-        return {}
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    series: Dict[str, Dict[int, float]] = {}
-    for f in files:
-        acc = EventAccumulator(str(f), size_guidance={"scalars": 0})
-        acc.Reload()
-        for tag in acc.Tags().get("scalars", []):
-            for ev in acc.Scalars(tag):
-                series.setdefault(tag, {})[int(ev.step)] = float(ev.value)
-    return {t: (np.array(sorted(d)), np.array([d[s] for s in sorted(d)])) for t, d in series.items()}
-
-
-def stage_boundaries(config, run_dir: Path) -> List[Tuple[int, str]]:
-    """(step, label) where each stage began, from the schedule and the stage outputs present in the run."""
-    p = config.pipeline
-    out = [(0, "reconstruct")]
-    if (Path(run_dir) / "initial_masks").is_dir():
-        out.append((int(p.reconstruct_steps), "segment"))
-        out.append((int(p.reconstruct_steps + p.mask_steps), "inpainted fit"))
-    elif (Path(run_dir) / "masks").is_dir():
-        out.append((int(p.reconstruct_steps), "inpainted fit"))
-    return out
-
-
-def plot_curves(
-    scalars: Dict[str, Tuple[np.ndarray, np.ndarray]], boundaries: Sequence[Tuple[int, str]], folder: Path
-) -> List[Tuple[str, Path]]:
-    """Loss and training-PSNR plots as PNGs; returns (caption, path) pairs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = [
-        ("Loss terms (log scale)", "losses.png", sorted(t for t in scalars if t.startswith("Train Loss Dict/")), True),
-        ("Total training loss (log scale)", "total_loss.png", [t for t in ("Train Loss",) if t in scalars], True),
-        ("Training PSNR (dB; outside the removal mask once the inpainted fit starts)", "train_psnr.png",
-         [t for t in ("Train Metrics Dict/psnr",) if t in scalars], False),
-    ]  # fmt: skip
-    out = []
-    folder.mkdir(parents=True, exist_ok=True)
-    for caption, name, tags, log in groups:
-        if not tags:
-            continue
-        fig, ax = plt.subplots(figsize=(7.5, 3.6), dpi=100)
-        for tag in tags:
-            steps, values = scalars[tag]
-            if log:
-                keep = values > 0
-                steps, values = steps[keep], values[keep]
-            ax.plot(steps, values, marker="." if len(steps) < 40 else None, label=tag.split("/")[-1])
-        if log:
-            ax.set_yscale("log")
-        for step, label in boundaries[1:]:
-            ax.axvline(step, color="grey", linestyle="--", linewidth=1)
-            ax.annotate(label, (step, 1.0), xycoords=("data", "axes fraction"), fontsize=8, color="grey",
-                        xytext=(3, -10), textcoords="offset points")  # fmt: skip
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        if len(tags) > 1:
-            ax.legend(fontsize=8, loc="best")
-        fig.tight_layout()
-        fig.savefig(folder / name)
-        plt.close(fig)
-        out.append((caption, folder / name))
-    return out
-
-
-# ------------------------------------------------------------------------------------------------------- html
-def _fmt(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.4e}"
-    return html.escape(str(value))
-
-
-CSS = """
-body{font-family:system-ui,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1500px}
-h1{font-size:22px;margin-bottom:4px} h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:8px 0} td,th{border:1px solid #ddd;padding:4px 8px;font-size:13px}
-th{background:#f4f4f4;text-align:left} td.num{text-align:right;font-family:monospace}
-.views td{padding:2px;text-align:center;vertical-align:top} .views img{display:block;width:168px;image-rendering:pixelated}
-.note{color:#845;font-size:13px} figure{display:inline-block;margin:6px} figcaption{font-size:12px;color:#555}
-.curve{width:640px}
-"""
-
-
-class _Page:
-    def __init__(self, folder: Path, embed: bool):
-        self.folder, self.embed, self.parts = folder, embed, []  # type: ignore[var-annotated]
-        (folder / "img").mkdir(parents=True, exist_ok=True)
-
-    def image(self, tile: Image.Image, name: str, alt: str, css: str = "") -> str:
-        path = self.folder / "img" / name
-        tile.save(path)
-        return self.image_file(path, alt, css)
-
-    def image_file(self, path: Path, alt: str, css: str = "") -> str:
-        if self.embed:
-            src = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
-        else:
-            src = html.escape(path.relative_to(self.folder).as_posix())
-        cls = f' class="{css}"' if css else ""
-        return f'<img src="{src}" alt="{html.escape(alt)}"{cls}>'
-
-
-def _pick_views(names: Sequence[str], k: int, prefer: Sequence[str]) -> List[int]:
-    from spin_nerfstudio.evaluation.sheet import pick_views
-
-    idx = pick_views(len(names), k)
-    for name in prefer:
-        if name in names and names.index(name) not in idx:
-            idx = sorted([names.index(name)] + idx[1:])
-    return idx
 
 
 def build_report(
@@ -494,38 +303,6 @@ def build_report(
     index = out / "index.html"
     index.write_text(text)
     return index
-
-
-def find_chromium() -> Optional[str]:
-    """Path of a Chromium / Chrome executable, if one is installed."""
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-def screenshot(index: Path, png: Path, width: int = 1400, height: int = 8000) -> Path:
-    """Render the page to PNG with headless Chromium (``--headless --no-sandbox --disable-gpu --screenshot``).
-
-    The window is ``height`` pixels tall; the blank part below the page is cropped off afterwards.
-    """
-    exe = find_chromium()
-    if exe is None:
-        raise SpinInputError("no chromium / google-chrome executable on PATH (e.g. apt-get install -y chromium)")
-    cmd = [
-        exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-        f"--screenshot={Path(png).resolve()}", f"--window-size={width},{height}", Path(index).resolve().as_uri(),
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0 or not Path(png).is_file():
-        raise SpinInputError(f"chromium failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
-    with Image.open(png) as shot:
-        rgb = np.asarray(shot.convert("RGB"))
-    rows = np.nonzero((rgb < 250).any(axis=(1, 2)))[0]
-    if len(rows) and rows[-1] + 24 < rgb.shape[0]:
-        Image.fromarray(rgb[: rows[-1] + 24]).save(png)
-    return Path(png)
 
 
 def add_command(sub) -> None:
