@@ -384,3 +384,30 @@ def test_geometry_only_render_detaches_colour(model) -> None:
         )
     finally:
         model.eval()
+
+
+def test_nanmedian_matches_numpy_on_even_odd_and_empty_columns() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(7, 500))
+    values[rng.random(values.shape) < 0.45] = np.nan
+    values[:, :5] = np.nan  # columns no witness crossed
+    values[:, 5:10] = np.inf  # an infinite value is no crossing either (the sweep never produces one)
+    expected = np.nanmedian(np.where(np.isfinite(values), values, np.nan), axis=0)
+    got = wit._nanmedian(torch.as_tensor(values)).numpy()
+    assert np.array_equal(np.isnan(got), np.isnan(expected))
+    assert np.allclose(got[np.isfinite(got)], expected[np.isfinite(expected)], rtol=0, atol=1e-15)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_sweep_on_the_gpu_gives_the_cpu_figures(scene: Scene) -> None:
+    ys, xs = np.nonzero(scene.removal[0])
+    xy = np.stack([xs, ys], -1)
+    cpu = wit.sweep_background_depth(scene.views, scene.removal, scene.depth, 0, xy, 0.05, 2)
+    grown = [dilate(m, 5, 1) for m in scene.removal]
+    stack = wit.WitnessStack(scene.views, grown, scene.depth, scene.gt["images"], "cuda")
+    gpu = wit.sweep_background_depth(scene.views, grown, scene.depth, 0, xy, 0.05, 0, stack=stack)
+    assert np.array_equal(np.isnan(cpu), np.isnan(gpu)) and np.nanmax(np.abs(cpu - gpu)) < 1e-9
+    a = scene.targets()
+    b = scene.targets(device="cuda")
+    assert all(np.array_equal(x, y) for x, y in zip(a.seen, b.seen))
+    assert all(np.abs(x.astype(int) - y.astype(int)).max() <= 1 for x, y in zip(a.targets, b.targets))

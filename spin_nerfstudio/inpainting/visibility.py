@@ -41,13 +41,14 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Literal, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Literal, Optional, Sequence, Union
 
 import numpy as np
+import torch
 from jaxtyping import Bool, Float, UInt8
 
 from spin_nerfstudio.inpainting.biharmonic import harmonic_fill
-from spin_nerfstudio.inpainting.witnesses import sweep_background_depth, witness_colours, witness_order
+from spin_nerfstudio.inpainting.witnesses import WitnessStack, sweep_background_depth, witness_colours, witness_order
 from spin_nerfstudio.segmentation.propagate import PinholeView, dilate, lift
 
 SEEN_DIR = "seen_elsewhere"
@@ -141,10 +142,12 @@ def seen_elsewhere_targets(
     config: VisibilityConfig,
     progress: Optional[Callable[[Iterable[int]], Iterable[int]]] = None,
     object_probability: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+    device: Union[str, torch.device] = "cpu",
 ) -> VisibilityTargets:
     """Seen-elsewhere masks and colour targets of every view (``progress`` wraps the loop over views, e.g. a
     progress bar; ``object_probability`` maps N x 3 colours in [0, 1] to the probability that each is the object's,
-    and pixels whose seen colour scores above 0.5 stay unseen).
+    and pixels whose seen colour scores above 0.5 stay unseen). The sweep and the colour look-ups run on ``device``
+    (every view's depth, mask and image are put there once).
 
     ``rendered_depth`` is the reconstruction's depth (the surface each view sees, object included) and
     ``inpainted_depth`` the object-free depth inside each removal mask; both hold ray distances. Pixels whose
@@ -153,6 +156,7 @@ def seen_elsewhere_targets(
     """
     result = VisibilityTargets()
     grown = [m if config.margin <= 0 else dilate(np.asarray(m, bool), 2 * config.margin + 1, 1) for m in removal]
+    stack = WitnessStack(views, grown, rendered_depth, images, device)
     for i in (progress or iter)(range(len(views))):
         view = views[i]
         mask = np.asarray(removal[i], dtype=bool)
@@ -174,13 +178,22 @@ def seen_elsewhere_targets(
             xy = np.stack([xs[sl], ys[sl]], -1)
             if sweep:
                 swept[sl] = sweep_background_depth(
-                    views, grown, rendered_depth, i, xy, config.depth_tolerance, 0, config.sweep_samples, witnesses
+                    views,
+                    grown,
+                    rendered_depth,
+                    i,
+                    xy,
+                    config.depth_tolerance,
+                    0,
+                    config.sweep_samples,
+                    witnesses,
+                    stack,
                 )
                 pts = view.origin + view.rays(xy) * np.nan_to_num(swept[sl], nan=0.0)[:, None]
             else:
                 pts, _ = lift(view, xy, inpainted_depth[i])
             samples = witness_colours(
-                views, images, grown, rendered_depth, i, pts, config.depth_tolerance, 0, witnesses
+                views, images, grown, rendered_depth, i, pts, config.depth_tolerance, 0, witnesses, stack
             )
             if sweep:
                 samples[:, ~np.isfinite(swept[sl])] = np.nan

@@ -6,33 +6,85 @@ Used by :mod:`.visibility` to build the seen-elsewhere targets; the module docst
 
 from __future__ import annotations
 
-import warnings
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
 from jaxtyping import Bool, Float, UInt8
+from torch import Tensor
 
 from spin_nerfstudio.segmentation.propagate import PinholeView, dilate
 
 
-def _bilinear(
-    image: np.ndarray, x: np.ndarray, y: np.ndarray
-) -> tuple:  # (values N x C, corner indices (4 x N of y), (4 x N of x))
+class WitnessStack:
+    """Every view's camera, rendered depth, grown removal mask and (optionally) image as tensors on one device.
+
+    Built once per stage, so that the depth sweep and the colour look-ups move only the rays to the device; on a GPU
+    the whole sweep of a chunk of rays against every witness then runs there. Everything is float64, as the
+    arithmetic of the numpy version it replaced, whose results it reproduces."""
+
+    def __init__(
+        self,
+        views: Sequence[PinholeView],
+        removal: Sequence[Bool[np.ndarray, "H W"]],
+        rendered_depth: Sequence[Float[np.ndarray, "H W"]],
+        images: Optional[Sequence[UInt8[np.ndarray, "H W 3"]]] = None,
+        device: Union[str, torch.device] = "cpu",
+    ) -> None:
+        self.device = torch.device(device)
+        self.c2w: Float[Tensor, "V 3 4"] = torch.as_tensor(
+            np.stack([v.c2w for v in views]), dtype=torch.float64, device=self.device
+        )
+        self.intrinsics = [(float(v.fx), float(v.fy), float(v.cx), float(v.cy)) for v in views]
+        self.depth: List[Float[Tensor, "H W"]] = [
+            torch.as_tensor(np.asarray(d, np.float64), device=self.device) for d in rendered_depth
+        ]
+        self.blocked: List[Bool[Tensor, "H W"]] = [
+            torch.as_tensor(np.asarray(m, bool), device=self.device) for m in removal
+        ]
+        self.images: Optional[List[UInt8[Tensor, "H W 3"]]] = (
+            None if images is None else [torch.as_tensor(np.asarray(im), device=self.device) for im in images]
+        )
+        finite = [d[np.isfinite(d) & (d > 0)] for d in rendered_depth]
+        self.far = 1.5 * max((float(f.max()) for f in finite if f.size), default=np.nan)
+        """Where the sweep ends: 1.5 x the farthest rendered depth of any view."""
+
+    def project(self, j: int, points: Float[Tensor, "P 3"]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Pixel x, y (fractional pixel indices), forward depth and ray distance of world points in view ``j``."""
+        fx, fy, cx, cy = self.intrinsics[j]
+        rel = points - self.c2w[j, :, 3]
+        cam = rel @ self.c2w[j, :, :3]
+        z = -cam[:, 2]
+        safe = z.clamp_min(1e-9)
+        return fx * cam[:, 0] / safe + cx - 0.5, -fy * cam[:, 1] / safe + cy - 0.5, z, torch.linalg.norm(rel, dim=-1)
+
+
+def _bilinear(image: Tensor, x: Float[Tensor, " N"], y: Float[Tensor, " N"]) -> Tuple[Tensor, Tensor]:
+    """Bilinear samples (N x C, float64) of an H x W (x C) image and the flat indices of the 4 corners (4 x N)."""
     h, w = image.shape[:2]
-    x0 = np.clip(np.floor(x).astype(int), 0, w - 2)
-    y0 = np.clip(np.floor(y).astype(int), 0, h - 2)
-    fx = np.clip(x - x0, 0.0, 1.0)[:, None]
-    fy = np.clip(y - y0, 0.0, 1.0)[:, None]
-    img = image.reshape(h, w, -1).astype(np.float64)
+    x0 = torch.floor(x).long().clamp(0, w - 2)
+    y0 = torch.floor(y).long().clamp(0, h - 2)
+    fx = (x - x0).clamp(0.0, 1.0)[:, None]
+    fy = (y - y0).clamp(0.0, 1.0)[:, None]
+    img = image.reshape(h * w, -1).to(torch.float64)
+    corner = y0 * w + x0
     val = (
-        img[y0, x0] * (1 - fx) * (1 - fy)
-        + img[y0, x0 + 1] * fx * (1 - fy)
-        + img[y0 + 1, x0] * (1 - fx) * fy
-        + img[y0 + 1, x0 + 1] * fx * fy
+        img[corner] * (1 - fx) * (1 - fy)
+        + img[corner + 1] * fx * (1 - fy)
+        + img[corner + w] * (1 - fx) * fy
+        + img[corner + w + 1] * fx * fy
     )
-    ys = np.stack([y0, y0, y0 + 1, y0 + 1])
-    xs = np.stack([x0, x0 + 1, x0, x0 + 1])
-    return val, ys, xs
+    return val, torch.stack([corner, corner + 1, corner + w, corner + w + 1])
+
+
+def _nanmedian(values: Float[Tensor, "V N"]) -> Float[Tensor, " N"]:
+    """numpy's nanmedian over the first axis (the mean of the two middle values for an even count; NaN where all
+    are NaN); torch's own takes the lower middle value."""
+    count = torch.isfinite(values).sum(dim=0)
+    ordered = torch.sort(torch.where(torch.isfinite(values), values, torch.inf), dim=0).values
+    lo = ordered.gather(0, ((count - 1).clamp_min(0) // 2)[None])[0]
+    hi = ordered.gather(0, (count // 2).clamp(max=len(values) - 1)[None])[0]
+    return torch.where(count > 0, (lo + hi) / 2, torch.nan)
 
 
 def witness_order(views: Sequence[PinholeView], source: int, limit: int) -> List[int]:
@@ -83,26 +135,31 @@ def witness_colours(
     depth_tolerance: float,
     margin: int = 0,
     witnesses: Optional[Sequence[int]] = None,
+    stack: Optional[WitnessStack] = None,
 ) -> Float[np.ndarray, "V N 3"]:
     """Colour of each 3D point in every other view (those in ``witnesses`` when given) that sees it unmasked (NaN
-    where a view is no witness)."""
-    out = np.full((len(views), len(points), 3), np.nan)
-    for j, view, blocked in _witness_views(views, removal, source, margin, witnesses):
+    where a view is no witness). ``stack``: the views as tensors (then ``images``, ``removal``, ``rendered_depth``
+    and ``margin`` are read from it instead), made once per stage by the caller."""
+    if stack is None or stack.images is None:
+        grown = [m if margin <= 0 else dilate(m, 2 * margin + 1, 1) for m in removal]
+        stack = WitnessStack(views, grown, rendered_depth, images)
+    assert stack.images is not None
+    pts = torch.as_tensor(np.asarray(points, np.float64).reshape(-1, 3), device=stack.device)
+    out = torch.full((len(views), len(pts), 3), torch.nan, dtype=torch.float64, device=stack.device)
+    for j, _, blocked in _witness_views(views, stack.blocked, source, 0, witnesses):
         h, w = blocked.shape
-        xy, z, dist = view.project(points)
-        x, y = xy[:, 0], xy[:, 1]
+        x, y, z, dist = stack.project(j, pts)
         inside = (z > 1e-6) & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
-        idx = np.flatnonzero(inside)
+        idx = torch.nonzero(inside)[:, 0]
         if len(idx) == 0:
             continue
-        colour, ys, xs = _bilinear(images[j], x[idx], y[idx])
-        unmasked = ~blocked[ys, xs].any(axis=0)
-        surface = rendered_depth[j][ys, xs].astype(np.float64)
-        with np.errstate(invalid="ignore"):
-            agree = (np.abs(surface - dist[idx][None]) <= depth_tolerance * np.abs(surface)).all(axis=0)
-        ok = unmasked & agree & np.isfinite(surface).all(axis=0)
+        colour, corners = _bilinear(stack.images[j], x[idx], y[idx])
+        unmasked = ~blocked.reshape(-1)[corners].any(dim=0)
+        surface = stack.depth[j].reshape(-1)[corners]
+        agree = ((surface - dist[idx][None]).abs() <= depth_tolerance * surface.abs()).all(dim=0)
+        ok = unmasked & agree & torch.isfinite(surface).all(dim=0)
         out[j, idx[ok]] = colour[ok, :3]
-    return out
+    return out.cpu().numpy()
 
 
 def sweep_background_depth(
@@ -115,6 +172,7 @@ def sweep_background_depth(
     margin: int = 0,
     samples: int = 64,
     witnesses: Optional[Sequence[int]] = None,
+    stack: Optional[WitnessStack] = None,
 ) -> Float[np.ndarray, " N"]:
     """Ray distance at which each pixel's ray meets a surface that another view (one of ``witnesses`` when given)
     saw unmasked (NaN: none did).
@@ -129,57 +187,60 @@ def sweep_background_depth(
     result is the median over the witnesses' crossings. Unlike lifting with the 2D-inpainted depth, which is off by
     5-15% where the hidden background bends (a floor meeting a wall), it needs no guess of the hidden geometry.
     """
-    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-    n = len(xy)
+    if stack is None:
+        grown = [m if margin <= 0 else dilate(m, 2 * margin + 1, 1) for m in removal]
+        stack = WitnessStack(views, grown, rendered_depth)
+    xy_np = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    n = len(xy_np)
     out = np.full(n, np.nan)
-    view = views[source]
-    h, w = rendered_depth[source].shape
-    xi = np.clip(np.round(xy[:, 0]).astype(int), 0, w - 1)
-    yi = np.clip(np.round(xy[:, 1]).astype(int), 0, h - 1)
-    near = rendered_depth[source][yi, xi].astype(np.float64) * 0.9
-    finite = [d[np.isfinite(d) & (d > 0)] for d in rendered_depth]
-    far = 1.5 * max((float(f.max()) for f in finite if f.size), default=np.nan)
-    valid = np.flatnonzero(np.isfinite(near) & (near > 0) & (near < far))
-    if len(valid) == 0 or n == 0 or samples < 2:
+    dev, f64 = stack.device, torch.float64
+    depth = stack.depth[source]
+    h, w = depth.shape
+    xy_t = torch.as_tensor(xy_np, device=dev)
+    xi = torch.round(xy_t[:, 0]).long().clamp(0, w - 1)
+    yi = torch.round(xy_t[:, 1]).long().clamp(0, h - 1)
+    near = depth[yi, xi] * 0.9
+    far = stack.far
+    valid = torch.isfinite(near) & (near > 0) & (near < far)
+    if not bool(valid.any()) or n == 0 or samples < 2:
         return out
-    steps = np.linspace(0.0, 1.0, samples)
+    steps = torch.linspace(0.0, 1.0, samples, dtype=f64, device=dev)
     t = 1.0 / (1.0 / near[valid, None] * (1.0 - steps) + (1.0 / far) * steps)  # (M, K), increasing
-    dirs = view.rays(xy[valid])
-    points = (view.origin + dirs[:, None, :] * t[..., None]).reshape(-1, 3)
+    dirs = torch.as_tensor(views[source].rays(xy_np[valid.cpu().numpy()]), device=dev)
+    points = (stack.c2w[source, :, 3] + dirs[:, None, :] * t[..., None]).reshape(-1, 3)
     m, k = t.shape
-    dt = np.diff(t, axis=1)
-    rows = np.arange(m)
-    crossings = np.full((len(views), m), np.nan)
-    crossed_at = np.full((len(views), m), k)  # sample index just past each witness's crossing (k: none)
-    behind_from = np.full(m, k)  # first sample that some witness sees behind a surface it rendered
-    for j, other, blocked in _witness_views(views, removal, source, margin, witnesses):
+    dt = torch.diff(t, dim=1)
+    rows = torch.arange(m, device=dev)
+    crossings = torch.full((len(views), m), torch.nan, dtype=f64, device=dev)
+    crossed_at = torch.full((len(views), m), k, dtype=torch.long, device=dev)  # sample just past each crossing
+    behind_from = torch.full((m,), k, dtype=torch.long, device=dev)  # first sample some witness sees behind
+    for j, _, blocked in _witness_views(views, stack.blocked, source, 0, witnesses):
         hj, wj = blocked.shape
-        pxy, z, dist = other.project(points)
-        x, y = pxy[:, 0], pxy[:, 1]
+        x, y, z, dist = stack.project(j, points)
         inside = (z > 1e-6) & (x >= 0) & (x <= wj - 1) & (y >= 0) & (y <= hj - 1)
-        with np.errstate(invalid="ignore"):  # an infinite rendered depth gives NaN surfaces: never crossed
-            surface, ys, xs = _bilinear(rendered_depth[j], np.clip(x, 0, wj - 1), np.clip(y, 0, hj - 1))
-            surface = surface[:, 0]
-            ok = (inside & ~blocked[ys, xs].any(axis=0) & np.isfinite(surface)).reshape(m, k)
-            gap = (dist - surface).reshape(m, k)
-            jump = (gap[:, 1:] - gap[:, :-1]) <= 2.0 * dt + depth_tolerance * surface.reshape(m, k)[:, 1:]
-            cross = ok[:, :-1] & ok[:, 1:] & (gap[:, :-1] < 0) & (gap[:, 1:] >= 0) & jump
-            behind = ok & (gap > depth_tolerance * surface.reshape(m, k))
-        has_behind = behind.any(axis=1)
-        behind_from = np.where(has_behind, np.minimum(behind_from, np.argmax(behind, axis=1)), behind_from)
-        hit = cross.any(axis=1)
-        if not hit.any():
+        # an infinite rendered depth gives NaN surfaces: never crossed
+        surface, corners = _bilinear(stack.depth[j], x.clamp(0, wj - 1), y.clamp(0, hj - 1))
+        surface = surface[:, 0]
+        ok = (inside & ~blocked.reshape(-1)[corners].any(dim=0) & torch.isfinite(surface)).reshape(m, k)
+        gap = (dist - surface).reshape(m, k)
+        surf = surface.reshape(m, k)
+        jump = (gap[:, 1:] - gap[:, :-1]) <= 2.0 * dt + depth_tolerance * surf[:, 1:]
+        cross = ok[:, :-1] & ok[:, 1:] & (gap[:, :-1] < 0) & (gap[:, 1:] >= 0) & jump
+        behind = ok & (gap > depth_tolerance * surf)
+        has_behind = behind.any(dim=1)
+        first_behind = torch.argmax(behind.to(torch.uint8), dim=1)
+        behind_from = torch.where(has_behind, torch.minimum(behind_from, first_behind), behind_from)
+        hit = cross.any(dim=1)
+        if not bool(hit.any()):
             continue
-        first = np.argmax(cross, axis=1)
+        first = torch.argmax(cross.to(torch.uint8), dim=1)
         a, b = gap[rows, first], gap[rows, first + 1]
-        frac = a / np.where(a - b != 0, a - b, -1.0)
+        frac = a / torch.where(a - b != 0, a - b, torch.tensor(-1.0, dtype=f64, device=dev))
         t_cross = t[rows, first] + frac * (t[rows, first + 1] - t[rows, first])
         crossings[j, hit] = t_cross[hit]
         crossed_at[j, hit] = first[hit] + 1
     # A crossing past the point where some witness already saw the ray go behind a surface is a surface further
     # back (the floor under a table whose top no view saw); the first surface on the ray was never observed.
-    crossings[crossed_at > behind_from[None, :]] = np.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: rays no witness crossed
-        out[valid] = np.nanmedian(crossings, axis=0)
+    crossings[crossed_at > behind_from[None, :]] = torch.nan
+    out[valid.cpu().numpy()] = _nanmedian(crossings).cpu().numpy()
     return out

@@ -44,7 +44,7 @@ def seen_elsewhere(pipe: SpinPipeline, masks, removal, inpainted, inpainted_dept
         targets = vis.seen_elsewhere_targets(
             pinhole_views(pipe), pipe.datamanager.images_uint8(), removal, inpainted, inpainted_depth, pipe._depths,
             config, lambda views: track(views, description="Finding background seen elsewhere", transient=True),
-            object_colours(pipe, masks, removal) if config.reject_object_colours else None,
+            object_colours(pipe, masks, removal) if config.reject_object_colours else None, pipe.device,
         )  # fmt: skip
         for i in range(len(names)):
             seen_dir.put(i, targets.seen[i])
