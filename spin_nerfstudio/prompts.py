@@ -2,9 +2,11 @@
 
 Format (pixel coordinates of the image as stored on disk, x right, y down, origin top-left)::
 
-    {"prompts": [{"image": "000.png", "positive": [[x, y], ...], "negative": [[x, y], ...]}]}
+    {"prompts": [{"image": "000.png", "positive": [[x, y], ...], "negative": [[x, y], ...], "size": [w, h]}]}
 
-Images are matched by file name (the name alone, not the folder). Every problem is reported as a
+Images are matched by file name (the name alone, not the folder). ``size`` (optional) is the width and height of the
+image the clicks were made in: a run on a downscaled or upscaled copy of the capture (``--downscale-factor``) moves
+the clicks onto its own pixels. Without it the clicks are taken as pixels of the training images. Every problem is reported as a
 :class:`SpinInputError` whose message is one line naming the file and the field.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 
 class SpinInputError(ValueError):
@@ -34,6 +36,8 @@ class ImagePrompt:
     """Optional world points of the positive clicks (written by the viewer panel)."""
     negative_3d: List[Tuple[float, float, float]] = field(default_factory=list)
     """Optional world points of the negative clicks."""
+    size: Optional[Tuple[int, int]] = None
+    """Optional (width, height) of the image the clicks were made in; None: the training image's own size."""
 
 
 @dataclass
@@ -60,6 +64,8 @@ class PromptSet:
                 entry["positive_3d"] = [list(map(float, xyz)) for xyz in p.positive_3d]
             if p.negative_3d:
                 entry["negative_3d"] = [list(map(float, xyz)) for xyz in p.negative_3d]
+            if p.size is not None:
+                entry["size"] = [int(p.size[0]), int(p.size[1])]
             out.append(entry)
         return {"prompts": out}
 
@@ -87,6 +93,18 @@ def _points(value: object, where: str, dims: int) -> List[Tuple[float, ...]]:
     return pts
 
 
+def _size(value: object, where: str) -> Optional[Tuple[int, int]]:
+    if value is None:
+        return None
+    ok = isinstance(value, (list, tuple)) and len(value) == 2
+    ok = ok and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in value)
+    if not ok:
+        raise SpinInputError(
+            f"{where}: expected [width, height] in pixels (two positive integers), got {json.dumps(value)[:60]}"
+        )
+    return int(value[0]), int(value[1])
+
+
 def parse_prompts(data: object, source: str = "<memory>") -> PromptSet:
     """Check the structure of a decoded prompt file and return it as a :class:`PromptSet`."""
     if not isinstance(data, dict) or "prompts" not in data:
@@ -109,6 +127,7 @@ def parse_prompts(data: object, source: str = "<memory>") -> PromptSet:
                 negative=_points(item.get("negative", []), f"{where}.negative", 2),
                 positive_3d=_points(item.get("positive_3d", []), f"{where}.positive_3d", 3),
                 negative_3d=_points(item.get("negative_3d", []), f"{where}.negative_3d", 3),
+                size=_size(item.get("size"), f"{where}.size"),
             )
         )
     result = PromptSet(prompts=prompts, source=source)
@@ -132,6 +151,9 @@ def load_prompts(path: Path) -> PromptSet:
 def match_to_dataset(prompts: PromptSet, image_names: Sequence[str], sizes: Sequence[Tuple[int, int]]) -> List[int]:
     """Index of each prompt's image in the dataset; checks names exist and points lie inside the image.
 
+    A prompt with a ``size`` other than its training image's has its clicks moved onto the training image's pixels
+    here (in place: the prompt then holds the training size), after checking that the two have the same aspect.
+
     Args:
         prompts: the parsed prompt set.
         image_names: file names of the training images, in dataset order.
@@ -147,11 +169,36 @@ def match_to_dataset(prompts: PromptSet, image_names: Sequence[str], sizes: Sequ
             )
         k = index[p.image]
         w, h = sizes[k]
+        if p.size is not None and tuple(p.size) != (w, h):
+            _rescale(p, (w, h), f"{prompts.source}: prompts[{i}]")
         for kind, pts in (("positive", p.positive), ("negative", p.negative)):
             for j, (x, y) in enumerate(pts):
                 if not (0 <= x < w and 0 <= y < h):
+                    hint = "" if p.size is not None else "; clicks made at another resolution need the prompt's 'size'"
                     raise SpinInputError(
-                        f"{prompts.source}: prompts[{i}].{kind}[{j}] = ({x:g}, {y:g}) is outside {p.image} ({w}x{h})"
+                        f"{prompts.source}: prompts[{i}].{kind}[{j}] = ({x:g}, {y:g}) is outside {p.image} ({w}x{h}){hint}"
                     )
         out.append(k)
     return out
+
+
+def _rescale(prompt: ImagePrompt, target: Tuple[int, int], where: str) -> None:
+    """Move ``prompt``'s clicks from its ``size`` onto an image of ``target`` (width, height) pixels, pixel centre to
+    pixel centre; refuses sizes whose aspect differs by more than 2% (another crop, or the width and height swapped)."""
+    if prompt.size is None:
+        return
+    (sw, sh), (w, h) = prompt.size, target
+    if abs((w / h) / (sw / sh) - 1.0) > 0.02:
+        raise SpinInputError(
+            f"{where}.size {sw}x{sh} does not have the aspect of {prompt.image} as trained ({w}x{h}); "
+            "give the size of the image the clicks were made in"
+        )
+    sx, sy = w / sw, h / sh
+
+    def move(pts: List[Tuple[float, float]]) -> List[Tuple[float, float]]:
+        # pixel centre to pixel centre, kept on the image (a click on an edge pixel stays on the edge pixel)
+        return [
+            (min(max((x + 0.5) * sx - 0.5, 0.0), w - 1.0), min(max((y + 0.5) * sy - 0.5, 0.0), h - 1.0)) for x, y in pts
+        ]
+
+    prompt.positive, prompt.negative, prompt.size = move(prompt.positive), move(prompt.negative), (w, h)

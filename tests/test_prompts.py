@@ -239,3 +239,36 @@ def test_save_load_property(prop_dir: Path, points: list) -> None:
     original.save(path)
     assert load_prompts(path).prompts == original.prompts
     assert sorted(q.name for q in prop_dir.iterdir()) == ["p.json"]
+
+
+def test_clicks_made_at_another_resolution_move_onto_the_training_pixels(tmp_path: Path) -> None:
+    # clicks written for 128x96 copies (twice the training size of 000.png) and 16x12 ones (half of 002.png)
+    path = tmp_path / "clicks.json"
+    path.write_text(json.dumps({"prompts": [
+        {"image": "000.png", "positive": [[127.0, 95.0], [0.0, 0.0]], "negative": [[63.5, 47.5]], "size": [128, 96]},
+        {"image": "002.png", "positive": [[15.0, 11.0]], "size": [16, 12]},
+    ]}))  # fmt: skip
+    prompts = load_prompts(path)
+    assert match_to_dataset(prompts, NAMES, SIZES) == [0, 2]
+    first, second = prompts.prompts
+    # pixel centre to pixel centre: x' = (x + 0.5) * 64 / 128 - 0.5
+    assert first.positive == [(63.0, 47.0), (0.0, 0.0)]  # 63.25, 47.25 and -0.25 kept on the image
+    assert first.negative == [(31.5, 23.5)] and first.size == (64, 48)
+    assert second.positive == [(30.5, 22.5)] and second.size == (32, 24)
+    assert prompts.to_json()["prompts"][0]["size"] == [64, 48]  # saved in the training image's pixels
+
+
+def test_prompt_size_errors(tmp_path: Path) -> None:
+    path = tmp_path / "clicks.json"
+    path.write_text(json.dumps({"prompts": [{"image": "000.png", "positive": [[1, 1]], "size": [64, 64]}]}))
+    with pytest.raises(SpinInputError, match=r"^.*clicks.json: prompts\[0\].size 64x64 does not have the aspect of "
+                       r"000.png as trained \(64x48\); give the size of the image the clicks were made in$"):  # fmt: skip
+        match_to_dataset(load_prompts(path), NAMES, SIZES)
+    for bad in ([64], [64, 0], [64.0, 48], "64x48", [True, 48]):
+        path.write_text(json.dumps({"prompts": [{"image": "000.png", "positive": [[1, 1]], "size": bad}]}))
+        with pytest.raises(SpinInputError, match=r"prompts\[0\].size: expected \[width, height\] in pixels"):
+            load_prompts(path)
+    # a click outside the image without a size says how clicks at another resolution are given
+    path.write_text(json.dumps({"prompts": [{"image": "002.png", "positive": [[40, 5]]}]}))
+    with pytest.raises(SpinInputError, match="need the prompt's 'size'"):
+        match_to_dataset(load_prompts(path), NAMES, SIZES)
