@@ -42,7 +42,8 @@ from spin_nerfstudio.evaluation import geometry_check
 from spin_nerfstudio.guard import FiniteGuard, first_nonfinite_term
 from spin_nerfstudio.inpainting import visibility as vis
 from spin_nerfstudio.inpainting.config import InpainterConfig
-from spin_nerfstudio.model.spin_model import SpinModel, SpinModelConfig, Stage
+from spin_nerfstudio.model.names import Stage
+from spin_nerfstudio.model.spin_model import SpinModel, SpinModelConfig
 from spin_nerfstudio.prompts import PromptSet, SpinInputError
 from spin_nerfstudio.segmentation.config import SegmenterConfig
 from spin_nerfstudio.segmentation.propagate import PinholeView

@@ -13,7 +13,8 @@ from nerfstudio.field_components.spatial_distortions import SceneContraction
 
 from spin_nerfstudio.cpu import keep_freed_memory, prefer_passive_openmp
 from spin_nerfstudio.model.field import OBJECT_LOGIT_BOUND, BoxContraction, bound_logit
-from spin_nerfstudio.model.spin_model import SpinModelConfig, Stage
+from spin_nerfstudio.model.names import Stage
+from spin_nerfstudio.model.spin_model import SpinModelConfig
 
 
 def test_box_contraction_matches_nerfstudio():

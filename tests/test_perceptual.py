@@ -152,7 +152,7 @@ def _pipeline_stub(**config):
     """The attributes SpinPipeline._lpips_due reads, in the inpainting stage 500 steps in."""
     from types import SimpleNamespace
 
-    from spin_nerfstudio.model.spin_model import Stage
+    from spin_nerfstudio.model.names import Stage
     from spin_nerfstudio.pipeline import SpinPipelineConfig
 
     cfg = SpinPipelineConfig(lpips_start_step=0, **config)

@@ -7,14 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from spin_nerfstudio.dev.scaling import (
-    Size,
-    growth_exponents,
-    parse_size,
-    run_scaling,
-    span_usage,
-    stage_rows,
-)
+from spin_nerfstudio.dev.sampler import span_usage
+from spin_nerfstudio.dev.scaling import Size, parse_size, run_scaling
+from spin_nerfstudio.dev.scaling_stages import growth_exponents, stage_rows
 from spin_nerfstudio.prompts import SpinInputError
 
 
@@ -104,7 +99,7 @@ def test_config_changes_are_applied_or_refused() -> None:
 
 def test_gpu_peaks_get_their_own_column_and_cuda_is_refused_without_a_gpu(tmp_path) -> None:
     from spin_nerfstudio.cuda_memory import CudaPeaks
-    from spin_nerfstudio.dev.scaling import format_table
+    from spin_nerfstudio.dev.scaling_table import format_table
 
     peaks = CudaPeaks()
     peaks.mark("render")  # no CUDA in this process: nothing recorded

@@ -26,7 +26,7 @@ from PIL import Image
 from spin_nerfstudio.data.synthetic import load_ground_truth
 from spin_nerfstudio.data.synthetic_render import pixel_rays
 from spin_nerfstudio.evaluation.metrics import mask_scores
-from spin_nerfstudio.model.spin_model import Stage
+from spin_nerfstudio.model.names import Stage
 from spin_nerfstudio.prompts import SpinInputError, load_prompts, match_to_dataset
 from spin_nerfstudio.render import render_views
 from spin_nerfstudio.segmentation.propagate import PinholeView

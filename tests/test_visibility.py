@@ -271,7 +271,8 @@ def test_targets_round_trip_and_summary(scene: Scene, tmp_path: Path) -> None:
 def model():
     from nerfstudio.data.scene_box import SceneBox
 
-    from spin_nerfstudio.model.spin_model import SpinModelConfig, Stage
+    from spin_nerfstudio.model.names import Stage
+    from spin_nerfstudio.model.spin_model import SpinModelConfig
 
     m = SpinModelConfig(plane_resolutions=(8,), plane_components=2, hidden_dim=8, proposal_resolution=8).setup(
         scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=1, device="cpu"

@@ -155,7 +155,7 @@ def run_worker(method: str, scene: Path, settings: BenchSettings) -> Dict[str, A
     head_times: List[float] = []
     if method == "spin" and count > 0:
         # What a finished removal run renders (ns-render, viewer): the object-logit head on as well.
-        from spin_nerfstudio.model.spin_model import Stage
+        from spin_nerfstudio.model.names import Stage
 
         model.set_stage(Stage.SEGMENT)  # type: ignore[attr-defined]
         for _ in range(2):

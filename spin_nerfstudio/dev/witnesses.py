@@ -95,7 +95,7 @@ def run_witness_bench(
             f"| {r['views']} | {r['max_witnesses'] or 'all'} | {r['cpu_seconds']:.2f} | {r['seen_fraction']:.3f} | {err} |"
         )
     for k in limits:
-        from spin_nerfstudio.dev.scaling import growth_exponents
+        from spin_nerfstudio.dev.scaling_stages import growth_exponents
 
         fit = growth_exponents(
             [(r["views"], width * height, r["cpu_seconds"]) for r in rows if r["max_witnesses"] == k]

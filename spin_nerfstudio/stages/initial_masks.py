@@ -15,7 +15,7 @@ import torch
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import track
 
-from spin_nerfstudio.model.spin_model import INITIAL_MASK, INITIAL_MASK_WEIGHT
+from spin_nerfstudio.model.names import INITIAL_MASK, INITIAL_MASK_WEIGHT
 from spin_nerfstudio.prompts import PromptSet, SpinInputError
 from spin_nerfstudio.segmentation.multiview import propagate_prompts
 from spin_nerfstudio.segmentation.propagate import PinholeView

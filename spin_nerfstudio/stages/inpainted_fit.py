@@ -18,8 +18,7 @@ import torch
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from spin_nerfstudio.inpainting import field_prior as fp
-from spin_nerfstudio.model.schedule import restart_schedules
-from spin_nerfstudio.model.spin_model import (
+from spin_nerfstudio.model.names import (
     INPAINTED_DEPTH,
     INPAINTED_RGB,
     OBJECT_MASK,
@@ -30,6 +29,7 @@ from spin_nerfstudio.model.spin_model import (
     SEEN_RGB,
     Stage,
 )
+from spin_nerfstudio.model.schedule import restart_schedules
 from spin_nerfstudio.render import render_views
 from spin_nerfstudio.stages.common import fail
 from spin_nerfstudio.stages.seen_elsewhere import object_colours

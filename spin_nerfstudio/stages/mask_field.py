@@ -18,7 +18,7 @@ import torch
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import track
 
-from spin_nerfstudio.model.spin_model import INITIAL_MASK_WEIGHT
+from spin_nerfstudio.model.names import INITIAL_MASK_WEIGHT
 from spin_nerfstudio.render import render_views
 from spin_nerfstudio.segmentation.multiview import agreement_ious, agreement_outliers, choose_final_mask, repair_views
 from spin_nerfstudio.segmentation.propagate import dilate

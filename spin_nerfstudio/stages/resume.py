@@ -17,7 +17,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from spin_nerfstudio.inpainting import field_prior as fp
 from spin_nerfstudio.inpainting import visibility as vis
-from spin_nerfstudio.model.spin_model import Stage
+from spin_nerfstudio.model.names import Stage
 from spin_nerfstudio.stage_io import copy_file, copy_stage_folder, folder_token, load_views
 from spin_nerfstudio.stages.common import fail
 from spin_nerfstudio.stages.initial_masks import attach_initial_masks

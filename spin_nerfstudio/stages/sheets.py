@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, List, Optional
 import numpy as np
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from spin_nerfstudio.model.spin_model import Stage
+from spin_nerfstudio.model.names import Stage
 from spin_nerfstudio.render import render_views
 from spin_nerfstudio.stage_io import load_views
 from spin_nerfstudio.stages.names import INPAINTED_DIR, MASK_SHEET, REMOVAL_MASK_DIR, RENDERS_BEFORE_DIR, RESULT_SHEET

@@ -50,7 +50,7 @@ from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocati
 from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import ViewerClick, ViewerControl, ViewerElement
 
-from spin_nerfstudio.model.spin_model import INITIAL_MASK, OBJECT_OVERLAY, Stage
+from spin_nerfstudio.model.names import INITIAL_MASK, OBJECT_OVERLAY, Stage
 from spin_nerfstudio.prompts import SpinInputError
 from spin_nerfstudio.stages.names import PROMPT_FILE, RECONSTRUCTED
 from spin_nerfstudio.viewer.clicks import (
