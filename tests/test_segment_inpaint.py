@@ -248,3 +248,35 @@ def test_inpaint_depth_rejects_unknown_values_outside_mask(bad: float) -> None:
     mask[4:6, 4:6] = True
     with pytest.raises(ValueError, match="NaN or infinite values outside the mask"):
         TeleaInpainter().inpaint_depth(depth, mask)
+
+
+def test_large_images_are_segmented_at_the_working_size(tmp_path) -> None:
+    import json
+
+    import cv2
+
+    from spin_nerfstudio.data.synthetic import SceneSpec, load_ground_truth, make_scene
+    from spin_nerfstudio.segmentation.grabcut import grow_mask, shrink_points, working_factor
+
+    assert [working_factor(s, 320) for s in ((90, 120), (135, 240), (270, 480), (567, 1008))] == [1, 1, 2, 4]
+    assert working_factor((567, 1008), 0) == 1
+    pts = np.array([[0.0, 0.0], [479.0, 269.0], [258.5, 96.5]])
+    assert np.allclose((shrink_points(pts, 2) + 0.5) * 2 - 0.5, pts)  # pixel centre to pixel centre
+    root = make_scene(tmp_path / "s", SceneSpec(2, 120, 90, 0), llff=False)
+    gt = load_ground_truth(root)
+    clicks = json.loads((root / "prompts.json").read_text())["prompts"][0]
+    pos, neg = np.array(clicks["positive"], float), np.array(clicks["negative"], float)
+    f = 4  # the view at 480x360, its depth blurred as a rendered depth map is at its edges
+    big = cv2.resize(gt["images"][0], (120 * f, 90 * f), interpolation=cv2.INTER_LINEAR)
+    depth = cv2.GaussianBlur(cv2.resize(gt["depth"][0], (120 * f, 90 * f), interpolation=cv2.INTER_LINEAR), (0, 0), 6)
+    truth = cv2.resize(gt["masks"][0].astype(np.uint8), (120 * f, 90 * f), interpolation=cv2.INTER_NEAREST) > 0
+    seg = GrabCutSegmenter()  # work side 320: 480x360 is segmented at 240x180
+    mask = seg.segment(big, (pos + 0.5) * f - 0.5, (neg + 0.5) * f - 0.5, depth)
+    assert mask.shape == truth.shape and (mask & truth).sum() / (mask | truth).sum() > 0.9
+    small = GrabCutSegmenter(work_side=0).segment(
+        cv2.resize(big, (240, 180), interpolation=cv2.INTER_AREA), (pos + 0.5) * 2 - 0.5, (neg + 0.5) * 2 - 0.5,
+        cv2.resize(depth, (240, 180), interpolation=cv2.INTER_NEAREST),
+    )  # fmt: skip
+    assert np.array_equal(mask, grow_mask(small, truth.shape))  # the same mask as segmenting the half-size view
+    refined = seg.refine(big, truth, depth)
+    assert refined.shape == truth.shape and (refined & truth).sum() / (refined | truth).sum() > 0.9

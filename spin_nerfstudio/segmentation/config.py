@@ -46,6 +46,10 @@ class SegmenterConfig(InstantiateConfig):
     """Step in log-depth between neighbouring pixels that counts as an object boundary (grabcut)."""
     iterations: int = 5
     """GrabCut iterations."""
+    work_side: int = 320
+    """Images whose long side exceeds this many pixels are segmented by grabcut at 1/k of their size (k an integer)
+    and the masks scaled back, so the depth-edge test sees the object's edges as at the sizes it was tuned on (at
+    480x270 the carton's mask leaked onto its table); 0: always at full size."""
     max_object_fraction: float = 0.6
     """A clicked-view mask covering more of the image than this, or spanning it from edge to edge, is taken for
     background and stops the run with a message (1 disables the check)."""
@@ -118,7 +122,9 @@ class SegmenterConfig(InstantiateConfig):
             seg = SamSegmenter.from_checkpoint(checkpoint, kind, device, refine_points=self.refine_points)
             _print(f"spin-nerfstudio: segmenter backend '{seg.name}' ({seg.model_type}, {reason}: {checkpoint})")
             return seg
-        seg = GrabCutSegmenter(depth_band=self.depth_band, iterations=self.iterations, depth_edge=self.depth_edge)
+        seg = GrabCutSegmenter(
+            depth_band=self.depth_band, iterations=self.iterations, depth_edge=self.depth_edge, work_side=self.work_side
+        )
         why = "" if reason == "selected" else f"; {reason}"
         _print(f"spin-nerfstudio: segmenter backend '{seg.name}' (offline, no learned weights{why})")
         return seg

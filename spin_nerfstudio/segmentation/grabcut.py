@@ -75,18 +75,63 @@ def _grabcut(image: np.ndarray, labels: np.ndarray, iterations: int) -> Optional
     return np.isin(lab, (cv2.GC_FGD, cv2.GC_PR_FGD))
 
 
+def working_factor(shape: Tuple[int, int], work_side: int) -> int:
+    """The smallest integer k that brings the long side of an image of ``shape`` (H, W) within ``work_side`` (1: the
+    image is small enough, or ``work_side`` is 0)."""
+    side = max(shape)
+    return 1 if work_side <= 0 or side <= work_side else int(np.ceil(side / work_side))
+
+
+def _shrunk(shape: Tuple[int, int], k: int) -> Tuple[int, int]:
+    """cv2's (width, height) of an image of ``shape`` (H, W) shrunk k times."""
+    return max(1, int(round(shape[1] / k))), max(1, int(round(shape[0] / k)))
+
+
+def shrink_image(image: UInt8[np.ndarray, "H W 3"], k: int) -> UInt8[np.ndarray, "h w 3"]:
+    """The image at 1/k of its size (area averaging)."""
+    return cv2.resize(image, _shrunk(image.shape[:2], k), interpolation=cv2.INTER_AREA)
+
+
+def shrink_depth(depth: Float[np.ndarray, "H W"], k: int) -> Float[np.ndarray, "h w"]:
+    """The depth map at 1/k of its size by nearest sampling (no averaging across an object's edge, no spreading of
+    invalid values)."""
+    return cv2.resize(np.asarray(depth, np.float32), _shrunk(depth.shape, k), interpolation=cv2.INTER_NEAREST)
+
+
+def shrink_points(points: Float[np.ndarray, "P 2"], k: int) -> Float[np.ndarray, "P 2"]:
+    """Pixel coordinates (x, y) on the image shrunk k times (pixel centre to pixel centre)."""
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    return (pts + 0.5) / k - 0.5
+
+
+def grow_mask(mask: Bool[np.ndarray, "h w"], shape: Tuple[int, int]) -> Bool[np.ndarray, "H W"]:
+    """A mask scaled back to ``shape`` (H, W): bilinear on the 0/1 values, then half-way."""
+    up = cv2.resize(mask.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    return up > 0.5
+
+
 class GrabCutSegmenter(Segmenter):
     """GrabCut with click seeds and a depth-derived box; no learned weights."""
 
     name = "grabcut"
 
     def __init__(
-        self, depth_band: float = 0.12, iterations: int = 5, depth_edge: float = 0.1, refine_with_depth: bool = True
+        self,
+        depth_band: float = 0.12,
+        iterations: int = 5,
+        depth_edge: float = 0.1,
+        refine_with_depth: bool = True,
+        work_side: int = 320,
     ) -> None:
         self.depth_band = depth_band
         self.iterations = iterations
         self.depth_edge = depth_edge
         self.refine_with_depth = refine_with_depth
+        self.work_side = work_side
+        """Images whose long side exceeds this are segmented at 1/k of their size (k the smallest integer that brings
+        them within it) and the mask scaled back: the depth-edge test compares neighbouring pixels, and on a finer
+        grid the rendered depth's step at an object's foot spreads over more pixels, each below ``depth_edge``, so
+        the object's region would leak onto the surface it stands on. 0: always at full size."""
 
     def segment(
         self,
@@ -96,6 +141,11 @@ class GrabCutSegmenter(Segmenter):
         depth: Optional[Float[np.ndarray, "H W"]] = None,
     ) -> Bool[np.ndarray, "H W"]:
         """Mask of the object under the positive clicks."""
+        k = working_factor(image.shape[:2], self.work_side)
+        if k > 1:
+            small = self.segment(shrink_image(image, k), shrink_points(positive, k), shrink_points(negative, k),
+                                 None if depth is None else shrink_depth(depth, k))  # fmt: skip
+            return largest_component_under(grow_mask(small, image.shape[:2]), positive)
         labels = self.seed_labels(image.shape[:2], positive, negative, depth)
         mask = _grabcut(image, labels, self.iterations)
         if mask is None:
@@ -149,6 +199,13 @@ class GrabCutSegmenter(Segmenter):
         """
         if not prior.any():
             return prior
+        k = working_factor(prior.shape, self.work_side)
+        if k > 1:
+            small_prior = cv2.resize(prior.astype(np.float32), _shrunk(prior.shape, k), interpolation=cv2.INTER_AREA)
+            small = self.refine(
+                shrink_image(image, k), small_prior > 0.5, None if depth is None else shrink_depth(depth, k)
+            )
+            return grow_mask(small, prior.shape)
         h, w = prior.shape
         k = max(1, int(round(0.02 * min(h, w))))
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
