@@ -20,6 +20,9 @@ SHARED = REPO.parent / "shared"
 # Tiny but real: 12 views of 64x48, a short schedule. Every stage runs.
 TINY_SPEC = {"num_views": 12, "width": 64, "height": 48, "seed": 0}
 TINY_STEPS = {"reconstruct": 300, "mask": 100, "total": 700}
+# ST-LPIPS (the stlpips-pytorch wheel's weights) is switched on so the perceptual patch path runs offline; runs that
+# are compared with ``tiny_run`` (the resumed kill chain) must use the same flags
+TINY_RUN_FLAGS = ("--pipeline.perceptual-network", "st-lpips")
 
 
 def run_cli(args, cwd: Path, timeout: int = 2400, env_extra=None) -> subprocess.CompletedProcess:
@@ -61,15 +64,7 @@ def tiny_scene(tmp_path_factory) -> Path:
 def tiny_run(tiny_scene, tmp_path_factory) -> Path:
     """Run folder of a finished tiny removal run (trained through the real ns-train command)."""
     out = tmp_path_factory.mktemp("runs")
-    # ST-LPIPS (the stlpips-pytorch wheel's weights) is switched on so the perceptual patch path runs offline
-    args = ns_train_args(
-        tiny_scene,
-        out,
-        "--pipeline.prompt-file",
-        tiny_scene / "prompts.json",
-        "--pipeline.perceptual-network",
-        "st-lpips",
-    )
+    args = ns_train_args(tiny_scene, out, "--pipeline.prompt-file", tiny_scene / "prompts.json", *TINY_RUN_FLAGS)
     proc = run_cli(args, cwd=out)
     run_dir = out / "tiny" / "spin-inpaint-small" / "run"
     if proc.returncode != 0 or not (run_dir / "config.yml").is_file():

@@ -28,7 +28,7 @@ from typing import Callable, Dict
 import numpy as np
 import pytest
 import torch
-from conftest import BIN, TINY_STEPS, ns_train_args
+from conftest import BIN, TINY_RUN_FLAGS, TINY_STEPS, ns_train_args
 
 from spin_nerfstudio.evaluation.evaluate import evaluate_run
 from spin_nerfstudio.safe_load import load_checkpoint
@@ -81,7 +81,14 @@ def kill_chain(tiny_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> Di
 
     def args(timestamp, *extra):
         return ns_train_args(
-            tiny_scene, out, "--pipeline.prompt-file", prompts, *extra, timestamp=timestamp, steps_per_save=SAVE_EVERY
+            tiny_scene,
+            out,
+            "--pipeline.prompt-file",
+            prompts,
+            *TINY_RUN_FLAGS,
+            *extra,
+            timestamp=timestamp,
+            steps_per_save=SAVE_EVERY,
         )
 
     # 1. killed in segmentation (initial masks being written)
