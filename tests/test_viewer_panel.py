@@ -531,6 +531,15 @@ def test_views_are_chosen_until_every_positive_point_is_covered():
     # One view seeing both positive points is enough.
     both = [ClickPoint(True, left_only, {0: (6, 15)}), ClickPoint(True, right_only, {0: (30, 15), 1: (34, 15)})]
     assert choose_views(both, views) == [0]
+    # Two views see one point: the one looking from where the user clicked wins over the more centred one.
+    point = np.array([-0.5, 0.0, -5.0])
+    seen_both = clicks_mod.seen_in_views(point, views, surface)
+    assert seen_both == {0: (22, 15), 1: (14, 15)}
+    assert choose_views([ClickPoint(True, point, seen_both)], views) == [0]  # no clicking camera: the centred view
+    from_right = (views[1].c2w[:, 3] - point) / np.linalg.norm(views[1].c2w[:, 3] - point)
+    assert choose_views([ClickPoint(True, point, seen_both, towards_camera=from_right)], views) == [1]
+    from_left = (views[0].c2w[:, 3] - point) / np.linalg.norm(views[0].c2w[:, 3] - point)
+    assert choose_views([ClickPoint(True, point, seen_both, towards_camera=from_left)], views) == [0]
     # A point behind the wall is hidden from both views; no view seeing a positive point is an error.
     assert clicks_mod.seen_in_views(np.array([-4.5, 0.0, -8.0]), views, surface) == {}
     with pytest.raises(SpinInputError, match="viewer: no training view sees a positive click"):

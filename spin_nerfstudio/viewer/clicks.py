@@ -183,18 +183,38 @@ def _centre_offset(view: PinholeView, pixels: List[Tuple[int, int]]) -> float:
     return float(off.max(axis=1).mean())
 
 
+FACING_STEP_DEG = 5.0
+"""Views whose directions to the clicked points differ from the clicking camera's by angles within the same step of
+this many degrees count as facing the points equally (``choose_views``)."""
+
+
+def _facing(view: PinholeView, points: Sequence[ClickPoint]) -> float:
+    """Minus the mean angle (in steps of ``FACING_STEP_DEG``) between each point's direction to this view's camera
+    and its direction to the camera it was clicked from; 0 when no point knows its clicking camera."""
+    angles = []
+    for p in points:
+        back = np.asarray(p.towards_camera, dtype=np.float64)
+        to_view = np.asarray(view.c2w, dtype=np.float64)[:, 3] - np.asarray(p.xyz, dtype=np.float64)
+        norms = float(np.linalg.norm(back)) * float(np.linalg.norm(to_view))
+        if norms > 1e-12:
+            angles.append(np.degrees(np.arccos(np.clip(float(back @ to_view) / norms, -1.0, 1.0))))
+    return -float(np.floor(np.mean(angles) / FACING_STEP_DEG)) if angles else 0.0
+
+
 def choose_views(points: Sequence[ClickPoint], views: Sequence[PinholeView]) -> List[int]:
     """Views to segment, chosen greedily until each positive point that some view sees is seen by one of them.
 
     Each round takes the view seeing the most not-yet-covered positive points; ties go to the view seeing more
-    negative points, then to the one where the points lie nearest the image centre (most context around them).
+    negative points, then to the view looking at the points from nearest the direction they were clicked from (the
+    training photo closest to what the user saw when clicking), then to the one where the points lie nearest the
+    image centre (most context around them).
     """
     positives = [p for p in points if p.positive]
     negatives = [p for p in points if not p.positive]
     uncovered = {i for i, p in enumerate(positives) if p.seen}
     chosen: List[int] = []
     while uncovered:
-        best: Optional[Tuple[Tuple[float, float, float], int]] = None
+        best: Optional[Tuple[Tuple[float, float, float, float], int]] = None
         for j, view in enumerate(views):
             if j in chosen:
                 continue
@@ -203,7 +223,8 @@ def choose_views(points: Sequence[ClickPoint], views: Sequence[PinholeView]) -> 
                 continue
             n_neg = sum(1 for p in negatives if j in p.seen)
             pixels = [positives[i].seen[j] for i in covers]
-            key = (float(len(covers)), float(n_neg), -_centre_offset(view, pixels))
+            facing = _facing(view, [positives[i] for i in covers])
+            key = (float(len(covers)), float(n_neg), facing, -_centre_offset(view, pixels))
             if best is None or key > best[0]:
                 best = (key, j)
         if best is None:
