@@ -3,8 +3,9 @@
     PYTHONPATH=. .venv/bin/python scripts/perceptual_refits.py FIGURES_OUT/seedS METHOD REPEAT [--steps N]
     PYTHONPATH=. .venv/bin/python scripts/perceptual_refits.py --table FIGURES_OUT/seed* ...
 
-METHOD is ``st_lpips`` (ours with ``--pipeline.perceptual-network st-lpips``) or ``no_perceptual`` (ours with
-``--pipeline.lpips-loss-mult 0``), so the pair does not depend on the default; REPEAT sets the fit's random
+METHOD is ``st_lpips`` (ours with ``--pipeline.perceptual-network st-lpips``, weight ``--pipeline.st-lpips-loss-mult``)
+or ``no_perceptual`` (ours with ``--pipeline.lpips-loss-mult 0 --pipeline.st-lpips-loss-mult 0``), so the pair does not
+depend on the default; REPEAT sets the fit's random
 seed (42 + REPEAT) as ``spin-nerf dev figures`` does. The refit starts from the seed's removal run (stage outputs kept
 in ``RUN/``), optionally for fewer steps than the run's inpainted fit (same stretch of the learning-rate schedule,
 stopped early), and is scored inside the scene's ground-truth masks with ``spin-nerf evaluate``'s metrics; the

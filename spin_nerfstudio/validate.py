@@ -48,6 +48,7 @@ def check_pipeline_values(pipeline) -> None:
         _number(pipeline.dilate_iterations, _flag(p, "dilate_iterations"), 0, 1000, integer=True)
     _number(pipeline.visibility_tolerance, _flag(p, "visibility_tolerance"), 1e-6, 10)
     _number(pipeline.lpips_loss_mult, _flag(p, "lpips_loss_mult"), 0)
+    _number(pipeline.st_lpips_loss_mult, _flag(p, "st_lpips_loss_mult"), 0)
     _number(pipeline.lpips_views_per_step, _flag(p, "lpips_views_per_step"), 0, 1024, integer=True)
     _number(pipeline.lpips_patch_size, _flag(p, "lpips_patch_size"), 4, 4096, integer=True)
     _number(pipeline.lpips_start_step, _flag(p, "lpips_start_step"), 0, integer=True)

@@ -39,6 +39,7 @@ def test_every_stage_wrote_its_outputs(tiny_run, tiny_scene):
     )
     assert "field encoding 'planes', implementation 'torch'" in log
     assert "perceptual loss uses ST-LPIPS(vgg) (shift-tolerant LPIPS, weights from" in " ".join(log.split())
+    assert "; weight 0.001" in " ".join(log.split())  # ST-LPIPS runs at st_lpips_loss_mult, not LPIPS' 0.01
 
 
 def test_masks_agree_with_ground_truth(tiny_run, tiny_scene):
@@ -191,6 +192,7 @@ def test_evaluate_baselines_side_by_side(tiny_run, tiny_scene, tmp_path):
     cfg = yaml.load((base / "config.yml").read_text(), Loader=yaml.Loader)
     assert cfg.max_num_iterations == TINY_STEPS["total"] - TINY_STEPS["reconstruct"] - TINY_STEPS["mask"]
     assert cfg.pipeline.model.depth_loss_mult == 0 and cfg.pipeline.lpips_loss_mult == 0
+    assert cfg.pipeline.st_lpips_loss_mult == 0
     assert cfg.pipeline.model.reference_loss_mult == 0 and not cfg.pipeline.visibility.enabled
     assert not (base / "seen_elsewhere").exists()
     masks = _load(base / "masks", names)

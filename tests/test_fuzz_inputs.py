@@ -141,6 +141,7 @@ CONFIG_FIELDS = {
     "pipeline.lpips_patch_size": st.integers(-1, 5000),
     "pipeline.lpips_every": st.integers(-1, 4),
     "pipeline.lpips_loss_mult": FLOATS,
+    "pipeline.st_lpips_loss_mult": FLOATS,
     "pipeline.field_prior_fraction": FLOATS,
     "pipeline.field_prior_weight": FLOATS,
     "pipeline.field_prior_max_difference": FLOATS,

@@ -355,6 +355,7 @@ def test_downscale_sizes_agree_with_nerfstudio_rounding(w: int, h: int, max_side
         ("pipeline.dilate_iterations", 2.5, "--pipeline.dilate-iterations: expected an integer, got 2.5"),
         ("pipeline.visibility_tolerance", float("nan"), "--pipeline.visibility-tolerance: expected a finite number"),
         ("pipeline.lpips_loss_mult", -0.1, "--pipeline.lpips-loss-mult: must be at least 0, got -0.1"),
+        ("pipeline.st_lpips_loss_mult", -0.1, "--pipeline.st-lpips-loss-mult: must be at least 0, got -0.1"),
         ("pipeline.lpips_every", 0, "--pipeline.lpips-every: must be at least 1, got 0"),
         ("pipeline.field_prior_weight", 1.5, "--pipeline.field-prior-weight: must be at most 1, got 1.5"),
         ("pipeline.field_prior_fraction", -0.1, "--pipeline.field-prior-fraction: must be at least 0, got -0.1"),

@@ -161,12 +161,44 @@ def _pipeline_stub(**config):
     )
 
 
-@pytest.mark.parametrize("allow_random", [False, True])
-def test_default_lpips_is_skipped_without_backbone_weights_unless_asked(empty_hub, capsys, allow_random: bool) -> None:
+def test_default_runs_st_lpips_offline_at_its_own_weight(empty_hub, capsys) -> None:
+    from spin_nerfstudio.pipeline import SpinPipeline, SpinPipelineConfig
+
+    cfg = SpinPipelineConfig()
+    assert cfg.perceptual_network == "auto"  # LPIPS with its backbone, else ST-LPIPS: the loss runs offline
+    assert cfg.lpips_loss_mult == 0.01 and cfg.st_lpips_loss_mult == 0.001
+    assert perceptual_plan(cfg.lpips_net, cfg.lpips_weights, cfg.perceptual_network)[0] == "st-lpips"
+    assert SpinPipeline._lpips_due(_pipeline_stub(), 500) is True  # type: ignore[arg-type]
+    assert "skipped" not in capsys.readouterr().out
+
+
+def test_perceptual_weight_follows_the_network_that_loaded() -> None:
+    from spin_nerfstudio.pipeline import SpinPipelineConfig
+    from spin_nerfstudio.stages.inpainted_fit import perceptual_weight
+
+    cfg = SpinPipelineConfig()
+    assert perceptual_weight(cfg, "st-lpips") == 0.001
+    assert perceptual_weight(cfg, "lpips") == 0.01  # SPIn-NeRF's weight for real LPIPS
+    assert perceptual_weight(cfg, None) == 0.0
+    cfg = SpinPipelineConfig(lpips_loss_mult=0.5, st_lpips_loss_mult=0.25)
+    assert (perceptual_weight(cfg, "lpips"), perceptual_weight(cfg, "st-lpips")) == (0.5, 0.25)
+
+
+@pytest.mark.parametrize(("lpips_mult", "st_mult", "due"), [(0.01, 0.0, False), (0.0, 0.001, True), (0.0, 0.0, False)])
+def test_st_lpips_skip_follows_its_own_weight(empty_hub, capsys, lpips_mult: float, st_mult: float, due: bool) -> None:
     from spin_nerfstudio.pipeline import SpinPipeline
 
-    stub = _pipeline_stub(lpips_random_backbone=allow_random)
-    assert stub.config.perceptual_network == "lpips"  # the default: ST-LPIPS only when asked for
+    stub = _pipeline_stub(lpips_loss_mult=lpips_mult, st_lpips_loss_mult=st_mult)  # auto: ST-LPIPS offline
+    assert SpinPipeline._lpips_due(stub, 500) is due  # type: ignore[arg-type]
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("its weight (--pipeline.st-lpips-loss-mult) is 0" in out) is (lpips_mult > 0 and not due)
+
+
+@pytest.mark.parametrize("allow_random", [False, True])
+def test_lpips_only_is_skipped_without_backbone_weights_unless_asked(empty_hub, capsys, allow_random: bool) -> None:
+    from spin_nerfstudio.pipeline import SpinPipeline
+
+    stub = _pipeline_stub(lpips_random_backbone=allow_random, perceptual_network="lpips")
     assert SpinPipeline._lpips_due(stub, 500) is allow_random  # type: ignore[arg-type]
     out = " ".join(capsys.readouterr().out.split())
     skipped = "perceptual loss skipped: no ImageNet backbone weights (vgg16-397923af.pth"
@@ -299,3 +331,51 @@ def test_perceptual_scorer_offline(empty_hub) -> None:
     assert 0 < row["st_lpips"] < row["masked_st_lpips"]  # the crop is mostly the damaged square
     assert scorer.score(gt, gt, mask)["masked_st_lpips"] == pytest.approx(0.0, abs=1e-7)
     assert scorer.score(pred, gt)["masked_st_lpips"] is None
+
+
+# ---------------------------------------------------------------- baselines and the run report
+def test_baselines_turn_off_both_perceptual_weights() -> None:
+    from types import SimpleNamespace
+
+    from spin_nerfstudio.dev.figures import _refit_change
+    from spin_nerfstudio.evaluation.baselines import masked_nerf
+    from spin_nerfstudio.pipeline import SpinPipelineConfig
+
+    def config():
+        return SimpleNamespace(pipeline=SpinPipelineConfig(), machine=SimpleNamespace(seed=0))
+
+    cfg = config()
+    masked_nerf(cfg)
+    assert cfg.pipeline.lpips_loss_mult == 0 and cfg.pipeline.st_lpips_loss_mult == 0
+    for mult in (None, 0.003):
+        cfg = config()
+        _refit_change("no_perceptual", 1, mult)(cfg)
+        assert cfg.pipeline.lpips_loss_mult == 0 and cfg.pipeline.st_lpips_loss_mult == 0 and cfg.machine.seed == 43
+    cfg = config()
+    _refit_change("ours", 0, 0.003)(cfg)  # dev figures --st-lpips-mult
+    assert cfg.pipeline.st_lpips_loss_mult == 0.003 and cfg.pipeline.lpips_loss_mult == 0.01
+    cfg = config()
+    _refit_change("ours", 0)(cfg)
+    assert cfg.pipeline.st_lpips_loss_mult == 0.001
+
+
+def test_report_names_the_weight_used() -> None:
+    import yaml
+
+    from spin_nerfstudio.evaluation.report_run import _perceptual_loss_row
+    from spin_nerfstudio.pipeline import SpinPipelineConfig
+
+    row = _perceptual_loss_row(SpinPipelineConfig(perceptual_network="st-lpips"))
+    assert row == "ST-LPIPS(vgg), weight 0.001, 32 px patches"
+    row = _perceptual_loss_row(SpinPipelineConfig())
+    assert "LPIPS(vgg), weight 0.01 when its ImageNet backbone was found, else ST-LPIPS(vgg), weight 0.001" in row
+    row = _perceptual_loss_row(SpinPipelineConfig(perceptual_network="lpips"))
+    assert row.startswith("LPIPS(vgg), weight 0.01 (skipped without its ImageNet backbone)")
+    assert _perceptual_loss_row(SpinPipelineConfig(lpips_loss_mult=0, st_lpips_loss_mult=0)) == "off"
+    assert _perceptual_loss_row(SpinPipelineConfig(perceptual_network="st-lpips", st_lpips_loss_mult=0)) == "off"
+    # a config.yml written before st_lpips_loss_mult (ST-LPIPS then ran at lpips_loss_mult) or before ST-LPIPS
+    text = yaml.dump(SpinPipelineConfig(perceptual_network="st-lpips"))
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("st_lpips_loss_mult:"))
+    assert _perceptual_loss_row(yaml.load(text, Loader=yaml.Loader)).startswith("ST-LPIPS(vgg), weight 0.01,")
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("perceptual_network:"))
+    assert _perceptual_loss_row(yaml.load(text, Loader=yaml.Loader)).startswith("LPIPS(vgg), weight 0.01 (skipped")

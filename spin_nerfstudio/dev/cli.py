@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from spin_nerfstudio.prompts import SpinInputError
@@ -33,7 +34,10 @@ def add_command(sub) -> None:
     f.add_argument("--refits", nargs="+", default=["ours", "plain_targets", "masked_nerf"],
                    choices=["ours", "plain_targets", "masked_nerf", "no_perceptual", "st_lpips"],
                    help="methods fitted from each run's stage outputs (ours is always fitted; no_perceptual = ours "
-                   "without the perceptual loss, st_lpips = ours with --pipeline.perceptual-network st-lpips)")  # fmt: skip
+                   "without the perceptual loss (both weights 0), st_lpips = ours with --pipeline.perceptual-network st-lpips)")  # fmt: skip
+    f.add_argument("--st-lpips-mult", type=float, default=None, metavar="WEIGHT",
+                   help="ST-LPIPS loss weight of ours and the refits that keep the perceptual loss (default: the "
+                   "pipeline's --pipeline.st-lpips-loss-mult; refits already in OUTPUT are reused, so give a new --output)")  # fmt: skip
     f.add_argument("--table-only", action="store_true", help="print the table of OUTPUT/figures.json again")
 
     g = verbs.add_parser("geometry", help="a run's reconstruction figures: held-out PSNR, depth reprojection agreement")
@@ -103,6 +107,8 @@ def _figures(args: argparse.Namespace) -> None:
         return
     if args.repeats < 1:
         raise SpinInputError(f"--repeats: must be at least 1, got {args.repeats}")
+    if args.st_lpips_mult is not None and not (math.isfinite(args.st_lpips_mult) and args.st_lpips_mult >= 0):
+        raise SpinInputError(f"--st-lpips-mult: must be a finite number of at least 0, got {args.st_lpips_mult}")
     import torch
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -113,5 +119,7 @@ def _figures(args: argparse.Namespace) -> None:
     if args.texture != "smooth":
         spec["texture"] = args.texture
     refits = ["ours", *[r for r in args.refits if r != "ours"]]
-    figures = run_figures(args.output, args.seeds, spec, iterations, device, args.masks, args.repeats, refits)
+    figures = run_figures(
+        args.output, args.seeds, spec, iterations, device, args.masks, args.repeats, refits, args.st_lpips_mult
+    )
     print(figures_table(figures))

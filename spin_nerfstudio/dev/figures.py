@@ -133,26 +133,30 @@ def depth_prior_errors(run_dir: Path, scene: Path, gt: Optional[Dict] = None) ->
 
 REFITS = ("ours", "plain_targets", "masked_nerf")
 """Methods fitted from the run's stage outputs by default, ``repeats`` times each with different random seeds
-(``--refits`` may add ``no_perceptual``: ours with ``--pipeline.lpips-loss-mult 0``, and ``st_lpips``: ours with
-``--pipeline.perceptual-network st-lpips``). (Older figures
+(``--refits`` may add ``no_perceptual``: ours with ``--pipeline.lpips-loss-mult 0 --pipeline.st-lpips-loss-mult 0``,
+and ``st_lpips``: ours with ``--pipeline.perceptual-network st-lpips``). (Older figures
 have a ``field_prior`` row, ours with ``--pipeline.field-prior-fraction 0.67``, or, written while that prior was on
 by default, a ``no_prior`` row; the table shows them when every seed has them.)"""
 RUN_DONE = "_figures_run_complete.json"
 """Marker of a finished removal run in a seed's folder (a later call reuses it)."""
 
 
-def _refit_change(method: str, repeat: int):
-    """Config change of one refit: the method's loss settings and the repeat's random seed."""
+def _refit_change(method: str, repeat: int, st_lpips_mult: Optional[float] = None):
+    """Config change of one refit: the method's loss settings and the repeat's random seed; ``st_lpips_mult``, when
+    given, is the ST-LPIPS loss weight of the refits that keep the perceptual loss (ours and its ablations)."""
     from spin_nerfstudio.evaluation.baselines import masked_nerf
 
     def change(cfg) -> None:
         cfg.machine.seed = 42 + repeat
+        if st_lpips_mult is not None:
+            cfg.pipeline.st_lpips_loss_mult = st_lpips_mult
         if method == "plain_targets":
             cfg.pipeline.visibility.enabled = False
         elif method == "masked_nerf":
             masked_nerf(cfg)
         elif method == "no_perceptual":
             cfg.pipeline.lpips_loss_mult = 0.0
+            cfg.pipeline.st_lpips_loss_mult = 0.0
         elif method == "st_lpips":
             cfg.pipeline.perceptual_network = "st-lpips"
 
@@ -168,6 +172,7 @@ def run_seed(
     masks: str = "truth",
     repeats: int = 2,
     refits: Sequence[str] = REFITS,
+    st_lpips_mult: Optional[float] = None,
 ) -> Dict[str, object]:
     """All figures of one generated scene.
 
@@ -175,6 +180,7 @@ def run_seed(
     ablation and the masked NeRF are then each fitted ``repeats`` times from those outputs, with the same steps and
     learning-rate stretch and different random seeds, because one fit's masked PSNR varies by 1-3 dB from seed to
     seed (what the field invents where no view saw the background). Each method's figure is the mean of its fits.
+    ``st_lpips_mult`` (None: the run's config) is the ST-LPIPS loss weight of the refits that keep the loss.
     """
     from spin_nerfstudio.data.synthetic import SceneSpec, load_ground_truth, make_scene
     from spin_nerfstudio.demo import demo_config
@@ -215,7 +221,7 @@ def run_seed(
         fits = []
         for r in range(repeats):
             cfg = variant_config(
-                run_dir / "config.yml", run_dir / BASELINE_DIR, f"{method}_{r}", _refit_change(method, r)
+                run_dir / "config.yml", run_dir / BASELINE_DIR, f"{method}_{r}", _refit_change(method, r, st_lpips_mult)
             )
             pipe, base, step = train_variant(cfg)
             res, _ = evaluate_pipeline(pipe, base, step, scene / "masks", scene / "background")
@@ -350,6 +356,7 @@ def run_figures(
     masks: str = "truth",
     repeats: int = 2,
     refits: Sequence[str] = REFITS,
+    st_lpips_mult: Optional[float] = None,
 ) -> Dict[str, object]:
     """Run every seed (reusing finished seeds in ``output``), write ``figures.json`` and return it."""
     from spin_nerfstudio.stage_io import write_json
@@ -371,7 +378,7 @@ def run_figures(
         if done.is_file():
             results.append(json.loads(done.read_text()))
             continue
-        res = run_seed(seed, output, spec_kwargs, iterations, device, masks, repeats, refits)
+        res = run_seed(seed, output, spec_kwargs, iterations, device, masks, repeats, refits, st_lpips_mult)
         write_json(done, res)
         results.append(res)
         print(f"spin-nerf dev figures: seed {seed} done in {res['seconds'] / 60:.1f} min", flush=True)
@@ -382,6 +389,7 @@ def run_figures(
         "masks": masks,
         "repeats": repeats,
         "refits": list(refits),
+        "st_lpips_mult": st_lpips_mult,
         "seeds": results,
     }
     write_json(output / "figures.json", figures)

@@ -85,6 +85,7 @@ def masked_nerf(config) -> None:
     """Loss settings of the masked NeRF: only RGB outside the removal masks."""
     config.pipeline.visibility.enabled = False
     config.pipeline.lpips_loss_mult = 0.0
+    config.pipeline.st_lpips_loss_mult = 0.0
     config.pipeline.model.depth_loss_mult = 0.0
     config.pipeline.model.reference_loss_mult = 0.0
 

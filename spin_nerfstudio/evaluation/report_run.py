@@ -47,14 +47,37 @@ def load_run(run_dir: Path) -> RunInfo:
     return RunInfo(run_dir, config, [Path(p) for p in train.image_filenames], test_files, test_masks, spin)
 
 
+def _configured(p, name: str, default):
+    """A pipeline config field as the run's ``config.yml`` set it: ``default`` when the file predates the field (a
+    loaded config lacks it in its ``__dict__`` and would otherwise read today's class default)."""
+    return vars(p).get(name, default) if hasattr(p, "__dict__") else getattr(p, name, default)
+
+
 def _perceptual_loss_row(p) -> str:
-    """The run's perceptual loss settings as configured (the training log names the network that ran)."""
-    if getattr(p, "lpips_loss_mult", 0) <= 0:
+    """The run's perceptual loss settings as configured, with the weight of the network that runs (the training log
+    names the network that ran)."""
+    network = _configured(p, "perceptual_network", "lpips")  # runs configured before ST-LPIPS had LPIPS only
+    lpips_mult = float(_configured(p, "lpips_loss_mult", 0))
+    # runs configured before st_lpips_loss_mult weighted ST-LPIPS with lpips_loss_mult
+    st_mult = float(_configured(p, "st_lpips_loss_mult", lpips_mult))
+    net = p.lpips_net
+    lpips = f"LPIPS({net}), weight {lpips_mult:g}" if lpips_mult > 0 else None
+    st = f"ST-LPIPS({net}), weight {st_mult:g}" if st_mult > 0 else None
+    if network == "lpips":
+        what = f"{lpips} (skipped without its ImageNet backbone)" if lpips else None
+    elif network == "st-lpips":
+        what = st
+    elif network == "auto":
+        if lpips and st:
+            what = f"{lpips} when its ImageNet backbone was found, else {st}"
+        elif lpips:
+            what = f"{lpips} when its ImageNet backbone was found, else off (ST-LPIPS weight 0)"
+        elif st:
+            what = f"{st} when LPIPS' ImageNet backbone was not found, else off (LPIPS weight 0)"
+        else:
+            what = None
+    else:
+        what = f"{network}, weight {lpips_mult:g}" if lpips_mult > 0 else None
+    if what is None:
         return "off"
-    network = getattr(p, "perceptual_network", "lpips")  # runs configured before ST-LPIPS had LPIPS only
-    what = {
-        "auto": f"LPIPS({p.lpips_net}) when its ImageNet backbone was found, else ST-LPIPS({p.lpips_net})",
-        "lpips": f"LPIPS({p.lpips_net}) (skipped without its ImageNet backbone)",
-        "st-lpips": f"ST-LPIPS({p.lpips_net})",
-    }.get(network, str(network))
-    return f"{what}, weight {p.lpips_loss_mult}, {p.lpips_patch_size} px patches"
+    return f"{what}, {p.lpips_patch_size} px patches"

@@ -175,10 +175,22 @@ def _object_like(pipe: SpinPipeline, fill: np.ndarray, render: np.ndarray, unsee
 
 
 # ---------------------------------------------------------------------- LPIPS patches
+def perceptual_weight(cfg, kind: Optional[str]) -> float:
+    """Weight of the perceptual patch loss for the network that loaded: ``lpips_loss_mult`` for LPIPS,
+    ``st_lpips_loss_mult`` for ST-LPIPS (its distances are on a different scale), 0 when none loaded."""
+    if kind == "lpips":
+        return float(cfg.lpips_loss_mult)
+    if kind == "st-lpips":
+        return float(cfg.st_lpips_loss_mult)
+    return 0.0
+
+
 def lpips_due(pipe: SpinPipeline, step: int) -> bool:
     """Whether this step adds the perceptual patch loss (says once when it is skipped, and why)."""
     cfg = pipe.config
-    if pipe.spin_model.stage != Stage.INPAINT or cfg.lpips_loss_mult <= 0 or cfg.lpips_views_per_step <= 0:
+    if pipe.spin_model.stage != Stage.INPAINT or cfg.lpips_views_per_step <= 0:
+        return False
+    if cfg.lpips_loss_mult <= 0 and cfg.st_lpips_loss_mult <= 0:
         return False
     if pipe._lpips_skipped is None:
         from spin_nerfstudio.model.perceptual import perceptual_plan
@@ -186,6 +198,10 @@ def lpips_due(pipe: SpinPipeline, step: int) -> bool:
         kind, line = perceptual_plan(
             cfg.lpips_net, cfg.lpips_weights, cfg.perceptual_network, cfg.lpips_random_backbone
         )
+        if kind is not None and perceptual_weight(cfg, kind) <= 0:
+            flag = "--pipeline.lpips-loss-mult" if kind == "lpips" else "--pipeline.st-lpips-loss-mult"
+            line = f"perceptual loss skipped: {line}, but its weight ({flag}) is 0"
+            kind = None
         pipe._lpips_skipped = kind is None
         if pipe._lpips_skipped:
             CONSOLE.print(f"[yellow]spin-nerfstudio: {line}", soft_wrap=True)
@@ -199,14 +215,17 @@ def lpips_patch_loss(pipe: SpinPipeline) -> torch.Tensor:
     """Perceptual distance (LPIPS or ST-LPIPS, see ``perceptual_plan``) between rendered patches and the inpainted
     colour, inside the masks no other view saw."""
     cfg = pipe.config
-    if pipe._perceptual is None:
-        from spin_nerfstudio.model.perceptual import build_perceptual
+    from spin_nerfstudio.model.perceptual import STLPIPS, build_perceptual
 
+    description = None
+    if pipe._perceptual is None:
         pipe._perceptual, description = build_perceptual(
             cfg.lpips_net, cfg.lpips_weights, cfg.perceptual_network, cfg.lpips_random_backbone
         )
         pipe._perceptual.to(pipe.device)
-        CONSOLE.print(f"spin-nerfstudio: perceptual loss uses {description}")
+    weight = perceptual_weight(cfg, "st-lpips" if isinstance(pipe._perceptual, STLPIPS) else "lpips")
+    if description is not None:
+        CONSOLE.print(f"spin-nerfstudio: perceptual loss uses {description}; weight {weight:g}")
     batch = pipe.datamanager.view_batch
     removal = batch[REMOVAL_MASK]
     if SEEN_MASK in batch:  # perceptual patches only where no view saw the background
@@ -231,4 +250,4 @@ def lpips_patch_loss(pipe: SpinPipeline) -> torch.Tensor:
     outputs = pipe.model(ray_bundle)
     pred = outputs[RGB_FOR_UPDATES[cfg.lpips_updates]].view(len(chosen), p, p, 3).permute(0, 3, 1, 2)
     target = torch.stack(targets).to(pred).permute(0, 3, 1, 2)
-    return cfg.lpips_loss_mult * pipe._perceptual(pred, target).mean()
+    return weight * pipe._perceptual(pred, target).mean()
