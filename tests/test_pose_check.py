@@ -107,6 +107,19 @@ def test_correct_poses_print_the_figure_without_a_warning(capsys) -> None:
     assert f"poses: {100 * result.share:.0f}% of SIFT matches" in out and "warning" not in out
 
 
+def test_non_pinhole_cameras_are_not_judged(capsys) -> None:
+    import torch
+    from nerfstudio.cameras.cameras import CameraType
+
+    from spin_nerfstudio.stages.inputs import check_pose_agreement
+
+    pipe = _pipe(KERMIT, 4, "stop", shuffle=0)
+    cams = pipe.datamanager.train_dataset.cameras
+    cams.camera_type = torch.full_like(cams.camera_type, CameraType.FISHEYE.value)
+    assert check_pose_agreement(pipe) is None
+    assert "poses not judged: the check needs pinhole cameras" in capsys.readouterr().out
+
+
 def test_ns_train_stops_on_shuffled_poses_before_training(tmp_path) -> None:
     """The installed command stops on a shuffled copy of a real capture before its first step, with one line."""
     import shutil

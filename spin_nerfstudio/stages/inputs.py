@@ -56,11 +56,17 @@ def check_inputs(pipe: SpinPipeline) -> None:
         pipe.pose_agreement = check_pose_agreement(pipe)
 
 
-def check_pose_agreement(pipe: SpinPipeline) -> PoseAgreement:
+def check_pose_agreement(pipe: SpinPipeline) -> Optional[PoseAgreement]:
     """Whether the training cameras' poses agree with their images; says so on the console, and with
-    ``check_poses`` "stop" raises :class:`SpinInputError` when they do not ("warn" prints the diagnosis)."""
+    ``check_poses`` "stop" raises :class:`SpinInputError` when they do not ("warn" prints the diagnosis).
+    Cameras other than pinhole ones (fisheye, equirectangular) are not judged (None)."""
+    from nerfstudio.cameras.cameras import CameraType
+
     dm = pipe.datamanager
     cams = dm.train_dataset.cameras
+    if bool((cams.camera_type.view(-1) != CameraType.PERSPECTIVE.value).any()):
+        CONSOLE.print("spin-nerfstudio: poses not judged: the check needs pinhole cameras")
+        return None
     fx, fy, cx, cy = (v.view(-1).cpu().numpy().astype(np.float64) for v in (cams.fx, cams.fy, cams.cx, cams.cy))
     c2w = cams.camera_to_worlds.cpu().numpy().astype(np.float64)
     result = pose_agreement(list(dm.images_uint8()), c2w, fx, fy, cx, cy)
