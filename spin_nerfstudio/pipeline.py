@@ -151,9 +151,9 @@ class SpinPipelineConfig(VanillaPipelineConfig):
     21-96%, shuffled poses 0-10%; below 15% the poses do not agree; captures with too little texture to match are
     not judged); the figure goes to the console and RUN/geometry.json ("poses"). After the reconstruction: its
     training PSNR and the agreement of its depth between neighbouring views (evaluation/geometry.py). "warn" prints
-    the diagnosis and goes on, "stop" ends the run there, "off" skips the first and says nothing about the second (its figures are still written). The depth figures of a short fit
-    of a correct capture can come close to those of shuffled poses (27% vs 23% agreeing on two small generated
-    scenes), so the default only warns."""
+    the diagnosis and goes on, "stop" ends the run there, "off" skips the first and says nothing about the second
+    (its figures are still written). The depth figures of a short fit of a correct capture can come close to those
+    of shuffled poses (27% vs 23% agreeing on two small generated scenes), so the default only warns."""
     lpips_net: Literal["alex", "vgg"] = "vgg"
     """Trunk of the perceptual loss, LPIPS or ST-LPIPS (SPIn-NeRF: vgg; alex is cheaper on a CPU)."""
     lpips_weights: Optional[Path] = None
