@@ -38,6 +38,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from spin_nerfstudio.cuda_memory import CudaPeaks
 from spin_nerfstudio.data.datamanager import SpinDataManager, SpinDataManagerConfig
+from spin_nerfstudio.data.pose_check import PoseAgreement
 from spin_nerfstudio.evaluation import geometry_check
 from spin_nerfstudio.guard import FiniteGuard, first_nonfinite_term
 from spin_nerfstudio.inpainting import visibility as vis
@@ -53,7 +54,7 @@ from spin_nerfstudio.stages.common import fail, pinhole_views
 from spin_nerfstudio.stages.common import render_accumulations as _render_accumulations
 from spin_nerfstudio.stages.initial_masks import initial_masks
 from spin_nerfstudio.stages.inpaint import inpaint
-from spin_nerfstudio.stages.inputs import check_inputs
+from spin_nerfstudio.stages.inputs import check_inputs, write_pose_figures
 from spin_nerfstudio.stages.names import PROMPT_FILE, RECONSTRUCTED, SEGMENTED, STAGES_FILE, removal_dilate_iterations
 from spin_nerfstudio.stages.reconstruct import render_reconstruction
 from spin_nerfstudio.stages.seen_elsewhere import seen_elsewhere
@@ -145,10 +146,14 @@ class SpinPipelineConfig(VanillaPipelineConfig):
     0.35 dB after removal with restart and by 1.27 dB with continue; on one small generated scene restart was 0.3 dB
     below continue inside the mask (docs/figures.md)."""
     check_poses: Literal["warn", "stop", "off"] = "warn"
-    """After the reconstruction, say so when its training PSNR or the agreement of its depth between neighbouring
-    views says the camera poses do not match the images (evaluation/geometry.py): "warn" prints the diagnosis and
-    goes on, "stop" ends the run there. The depth figures of a short fit of a correct capture can come close to
-    those of shuffled poses (27% vs 23% agreeing on two small generated scenes), so the default only warns."""
+    """Whether the camera poses agree with the images, checked twice. Before any step: the share of SIFT matches
+    between neighbouring views that lie on the epipolar lines of their poses (data/pose_check.py; correct captures
+    21-96%, shuffled poses 0-10%; below 15% the poses do not agree; captures with too little texture to match are
+    not judged); the figure goes to the console and RUN/geometry.json ("poses"). After the reconstruction: its
+    training PSNR and the agreement of its depth between neighbouring views (evaluation/geometry.py). "warn" prints
+    the diagnosis and goes on, "stop" ends the run there, "off" skips the first and says nothing about the second
+    (its figures are still written). The depth figures of a short fit of a correct capture can come close to those
+    of shuffled poses (27% vs 23% agreeing on two small generated scenes), so the default only warns."""
     lpips_net: Literal["alex", "vgg"] = "vgg"
     """Trunk of the perceptual loss, LPIPS or ST-LPIPS (SPIn-NeRF: vgg; alex is cheaper on a CPU)."""
     lpips_weights: Optional[Path] = None
@@ -236,6 +241,8 @@ class SpinPipeline(VanillaPipeline):
         self._resumed = False
         self._last_inputs = None
         self.guard = FiniteGuard(attribute=self._attribute_nonfinite_gradient)
+        self.pose_agreement: Optional[PoseAgreement] = None
+        """SIFT matches between neighbouring views against the poses (checked with the inputs; None when not)."""
         if test_mode == "val":
             try:
                 check_inputs(self)
@@ -283,6 +290,7 @@ class SpinPipeline(VanillaPipeline):
                 )
         if self.run_dir is not None and self.prompts is not None:
             self.prompts.save(self.run_dir / PROMPT_FILE)
+        write_pose_figures(self)
         callbacks = super().get_training_callbacks(training_callback_attributes)
         if trainer is not None:
             self._max_steps = int(trainer.config.max_num_iterations)

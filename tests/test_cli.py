@@ -25,7 +25,8 @@ def test_dev_lists_the_developer_benchmarks(capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["dev", "--help"])
     assert info.value.code == 0
-    assert _verbs(capsys.readouterr().out) == {"figures", "segbench", "bench", "scaling", "witnesses", "geometry"}
+    verbs = {"figures", "segbench", "bench", "scaling", "witnesses", "geometry", "poses"}
+    assert _verbs(capsys.readouterr().out) == verbs
 
 
 def test_old_top_level_benchmark_names_are_refused(capsys) -> None:

@@ -1,4 +1,5 @@
-"""``spin-nerf dev``: the developer benchmarks under one verb (figures, segbench, bench, scaling, witnesses, geometry)."""
+"""``spin-nerf dev``: the developer benchmarks under one verb (figures, segbench, bench, scaling, witnesses, geometry,
+poses)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,11 @@ def add_command(sub) -> None:
     witnesses.add_arguments(
         verbs.add_parser("witnesses", help="seen-elsewhere stage: all other views as witnesses vs a capped number")
     )
+    from spin_nerfstudio.dev import poses
+
+    poses.add_arguments(
+        verbs.add_parser("poses", help="a capture's poses against its images: SIFT matches on their epipolar lines")
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -94,6 +100,11 @@ def run(args: argparse.Namespace) -> None:
         from spin_nerfstudio.evaluation.geometry_check import run_dir_figures
 
         print("\n".join(run_dir_figures(args.run)))
+    elif args.dev_command == "poses":
+        from spin_nerfstudio.dev.poses import capture_agreement, describe
+
+        result = capture_agreement(args.data, args.downscale_factor, args.shuffle)
+        print(describe(args.data, result, args.shuffle))
 
 
 def _figures(args: argparse.Namespace) -> None:

@@ -1,19 +1,22 @@
-"""Before any step: the run's inputs are read and checked (prompts, ready-made masks, reference image, reuse).
+"""Before any step: the run's inputs are read and checked (prompts, ready-made masks, reference image, reuse, poses).
 
 Outputs: the prompts and the views they match, or ready-made masks (``--pipeline.mask-dir``, or the ``label/``
-masks a SPIn-NeRF-layout dataset brings) resized to the training images. Bad input raises
-:class:`~spin_nerfstudio.prompts.SpinInputError` with a one-line message.
+masks a SPIn-NeRF-layout dataset brings) resized to the training images, and whether the camera poses agree with the
+images (SIFT matches between neighbouring views on their epipolar lines; ``--pipeline.check-poses``). Bad input
+raises :class:`~spin_nerfstudio.prompts.SpinInputError` with a one-line message.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Tuple
+from typing import TYPE_CHECKING, Optional, Tuple
 
 import numpy as np
+from nerfstudio.utils.rich_utils import CONSOLE
 from PIL import Image
 
 from spin_nerfstudio.data.masks import load_mask_dir
+from spin_nerfstudio.data.pose_check import PoseAgreement, pose_agreement
 from spin_nerfstudio.data.spin_layout import dataset_label_masks
 from spin_nerfstudio.prompts import SpinInputError, load_prompts, match_to_dataset
 from spin_nerfstudio.stage_io import load_views
@@ -49,6 +52,44 @@ def check_inputs(pipe: SpinPipeline) -> None:
         src = Path(cfg.reuse_stages)
         if load_views(src / MASK_DIR, names) is None:
             raise SpinInputError(f"{src}: no complete {MASK_DIR}/ for these images; not a finished run to reuse")
+    if cfg.check_poses != "off":
+        pipe.pose_agreement = check_pose_agreement(pipe)
+
+
+def check_pose_agreement(pipe: SpinPipeline) -> Optional[PoseAgreement]:
+    """Whether the training cameras' poses agree with their images; says so on the console, and with
+    ``check_poses`` "stop" raises :class:`SpinInputError` when they do not ("warn" prints the diagnosis).
+    Cameras other than pinhole ones (fisheye, equirectangular) are not judged (None)."""
+    from nerfstudio.cameras.cameras import CameraType
+
+    dm = pipe.datamanager
+    cams = dm.train_dataset.cameras
+    if bool((cams.camera_type.view(-1) != CameraType.PERSPECTIVE.value).any()):
+        CONSOLE.print("spin-nerfstudio: poses not judged: the check needs pinhole cameras")
+        return None
+    fx, fy, cx, cy = (v.view(-1).cpu().numpy().astype(np.float64) for v in (cams.fx, cams.fy, cams.cx, cams.cy))
+    c2w = cams.camera_to_worlds.cpu().numpy().astype(np.float64)
+    result = pose_agreement(list(dm.images_uint8()), c2w, fx, fy, cx, cy)
+    CONSOLE.print(f"spin-nerfstudio: {result.line()}", soft_wrap=True)
+    problem = result.problem()
+    if problem is not None:
+        message = f"{dm.config.data or dm.config.dataparser.data}: {problem}"
+        if pipe.config.check_poses == "stop":
+            raise SpinInputError(message)
+        CONSOLE.print(
+            f"[yellow]spin-nerfstudio: warning: {message} (--pipeline.check-poses stop ends the run here)",
+            soft_wrap=True,
+        )
+    return result
+
+
+def write_pose_figures(pipe: SpinPipeline) -> None:
+    """The pose agreement under "poses" in RUN/geometry.json (other keys kept), when it was checked."""
+    from spin_nerfstudio.evaluation.geometry import write_figures
+
+    result: Optional[PoseAgreement] = getattr(pipe, "pose_agreement", None)
+    if result is not None and pipe.run_dir is not None:
+        write_figures(pipe.run_dir, "poses", result.as_dict())
 
 
 def resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
