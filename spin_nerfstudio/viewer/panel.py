@@ -22,102 +22,38 @@ What the user does and what happens:
 - *Remove object* lets the pipeline go on to the final masks and the inpainting stages once the mask head has had
   its ``mask_steps`` (segmenting first if the clicks changed since the last *Segment*).
 
-Pointer callbacks are neither wrapped in the training lock nor followed by a re-render in nerfstudio 1.1.5; the
-panel's own GUI callbacks are not either (they are raw viser widgets inside one element), so every handler here
-needs the lock and triggers the re-render itself. The training loop releases the lock for only a few bytecodes
-between steps and Python's lock is not fair, so a handler blocked on it can wait for minutes while training runs.
-Every click and button press is therefore queued and run by whichever thread holds the lock first: the training
-loop at the end of its next step (the panel's step callback runs under the lock), or the handler's own thread when
-it gets the lock (training paused or finished, ``ns-viewer``). Nothing is dropped: a click that cannot be taken
-(no depth yet, nothing opaque, click mode gone, an error) gives a red notification saying why, and one that waits
-longer than ``busy_notice`` seconds (a segmentation holds the lock for a while) gives a notification that it waits.
+Every click and button press waits for the training lock (:mod:`spin_nerfstudio.viewer.actions`) and is never
+dropped: one that cannot be taken (no depth yet, nothing opaque, click mode gone, an error) gives a red notification
+saying why, and one that waits longer than ``busy_notice`` seconds gives a notification that it waits.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import numpy as np
 import viser
-import viser.transforms as vtf
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
 from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import ViewerClick, ViewerControl, ViewerElement
 
-from spin_nerfstudio.model.names import INITIAL_MASK, OBJECT_OVERLAY, Stage
-from spin_nerfstudio.prompts import SpinInputError
-from spin_nerfstudio.stages.names import PROMPT_FILE, RECONSTRUCTED
-from spin_nerfstudio.viewer.clicks import (
-    ClickPoint,
-    build_prompts,
-    lift_click,
-    map_surface,
-    rendered_surface,
-    seen_in_views,
-)
+from spin_nerfstudio.model.names import INITIAL_MASK, Stage
+from spin_nerfstudio.viewer.actions import ActionQueue
+from spin_nerfstudio.viewer.clicks import ClickPoint, lift_click, rendered_surface, seen_in_views
+from spin_nerfstudio.viewer.panel_config import MODES, TRACE_ENV, RemovalPanelConfig, trace
+from spin_nerfstudio.viewer.prompt_file import prompt_target, write_prompts
+from spin_nerfstudio.viewer.scene import add_click_sphere, look_through
+from spin_nerfstudio.viewer.segment import segment_from_clicks
+from spin_nerfstudio.viewer.status import busy_reason, segment_notice, stage_line, status_text, training_state
+from spin_nerfstudio.viewer.widgets import add_widgets, notify_clients, refresh_widgets, show_overlay
 
 if TYPE_CHECKING:
     from spin_nerfstudio.pipeline import SpinPipeline
 
-MODES = ("Off", "Positive", "Negative")
-"""Click modes of the panel."""
-VISER_SCALE = 10.0
-"""nerfstudio draws the scene in viser at world x 10 (``VISER_NERFSTUDIO_SCALE_RATIO``)."""
-VIEWER_PROMPT_FILE = "viewer_prompts.json"
-"""Prompt file written by the panel in ``ns-viewer`` (the run's own ``prompts.json`` is left alone)."""
-TRACE_ENV = "SPIN_NERF_VIEWER_TRACE"
-"""Environment variable: when set to 1, the panel writes a timestamped line to stderr for every mode change, pointer
-message and click it handles (to diagnose clicks that do not show up)."""
-
-
-def trace(what: str) -> None:
-    """One timestamped diagnostic line on stderr when :data:`TRACE_ENV` is 1."""
-    if os.environ.get(TRACE_ENV) == "1":
-        sys.stderr.write(f"viewer-trace {time.time():.3f} [{threading.current_thread().name}] {what}\n")
-        sys.stderr.flush()
-
-
-@dataclass
-class RemovalPanelConfig:
-    """Settings of the viewer's "Object removal" panel (``--pipeline.viewer-panel.*``)."""
-
-    min_steps: int = 50
-    """Training steps before a click is lifted with the rendered depth (earlier, the depth is noise)."""
-    min_accumulation: float = 0.5
-    """Rendered opacity below which a click (or a point seen from a training view) hits no surface."""
-    max_distance: float = 20.0
-    """A clicked surface farther than this from the world origin (max-norm, scene units) is background at
-    infinity."""
-    sphere_radius: float = 0.03
-    """Radius of the spheres drawn at the clicked points, in scene units (drawn one radius towards the clicking
-    camera, so that the viewer's depth compositing does not hide them in the surface)."""
-    switch_to_overlay: bool = True
-    """After segmenting, switch the viewer's output from rgb to the tinted object overlay."""
-    status_every: float = 0.5
-    """Seconds between updates of the panel's progress line during training."""
-    busy_notice: float = 1.0
-    """Seconds a click (or a button press) may wait for the trainer (a long training step, a segmentation) before a
-    notification says that it is waiting; it is still taken once the trainer is free."""
-
-
-@dataclass
-class _Pending:
-    """A click or button press of the panel, waiting for the training lock."""
-
-    what: str
-    """What it is, for notifications and the trace ("click", "Undo last", ...)."""
-    action: Callable[[], Any]
-    """What to do with the training lock held."""
-    received: float = field(default_factory=time.time)
-    """When it arrived (seconds since the epoch)."""
-    done: threading.Event = field(default_factory=threading.Event)
-    """Set once it has run (or failed with a notification)."""
+__all__ = ["PanelControl", "RemovalPanel", "RemovalPanelConfig"]  # the config is defined in panel_config.py
 
 
 class PanelControl(ViewerControl):
@@ -163,24 +99,19 @@ class RemovalPanel(ViewerElement[str]):
         self._last_status = 0.0
         self._widgets: dict = {}
         self._hidden_frustum: Optional[int] = None
-        self._pending: List[_Pending] = []
-        self._pending_lock = threading.Lock()
+        self._actions = ActionQueue(
+            lock=lambda: getattr(self.viewer, "train_lock", None),
+            notify=self.notify,
+            busy_reason=lambda: busy_reason(self.pending_segmentation, self._pipeline.spin_model.stage),
+            busy_notice=lambda: self.config.busy_notice,
+            after=self._refresh_and_rerender,
+        )
 
     # ------------------------------------------------------------------ viewer wiring
     def _create_gui_handle(self, viser_server: viser.ViserServer) -> None:
-        gui = viser_server.gui
-        with gui.add_folder("Object removal") as folder:
-            self.gui_handle = folder  # type: ignore[assignment]
-            w = self._widgets
-            w["status"] = gui.add_markdown(self._status_text())
-            w["mode"] = gui.add_dropdown("Click mode", MODES, initial_value="Off")
-            w["undo"] = gui.add_button("Undo last", icon=viser.Icon.ARROW_BACK_UP)
-            w["clear"] = gui.add_button("Clear all", icon=viser.Icon.TRASH)
-            w["segment"] = gui.add_button("Segment", icon=viser.Icon.SCAN)
-            w["remove"] = gui.add_button("Remove object", icon=viser.Icon.ERASER, color="red")
-            num_views = max(1, self._pipeline.datamanager.num_views)
-            w["view"] = gui.add_slider("Training view", 0, num_views - 1, 1, 0, disabled=num_views == 1)
-            w["goto"] = gui.add_button("Go to training view", icon=viser.Icon.CAMERA)
+        num_views = max(1, self._pipeline.datamanager.num_views)
+        self.gui_handle, w = add_widgets(viser_server.gui, self._status_text(), num_views)  # type: ignore[assignment]
+        self._widgets = w
         w["mode"].on_update(self._on_mode_widget)
         w["undo"].on_click(lambda _: self.undo())
         w["clear"].on_click(lambda _: self.clear())
@@ -224,7 +155,7 @@ class RemovalPanel(ViewerElement[str]):
     def on_step(self, step: int) -> None:
         """Record the training step; refresh the status every ``status_every`` seconds."""
         self.last_step = step
-        self._run_pending()  # the training loop holds the lock here
+        self._actions.run_pending()  # the training loop holds the lock here
         now = time.time()
         if now - self._last_status >= self.config.status_every:
             self._last_status = now
@@ -236,109 +167,31 @@ class RemovalPanel(ViewerElement[str]):
         pipe = self._pipeline
         return getattr(pipe, "given_masks", None) is None and getattr(pipe.config, "prompt_file", None) is None
 
-    def _rerender(self) -> None:
+    def _refresh_and_rerender(self) -> None:
+        self._refresh()
         trigger = getattr(self.viewer, "_trigger_rerender", None)
         if trigger is not None:
             trigger()
-
-    def _locked(self, fn: Callable[[], Any], what: str = "The action") -> None:
-        """Run ``fn`` with the training lock held, by whichever thread gets it first (see the module docstring);
-        return once it has run."""
-        item = _Pending(what, fn)
-        with self._pending_lock:
-            self._pending.append(item)
-        lock = getattr(self.viewer, "train_lock", None)
-        told = False
-        while not item.done.is_set():
-            if lock is None:
-                self._run_pending()
-            elif lock.acquire(timeout=0.05):
-                try:
-                    self._run_pending()
-                finally:
-                    lock.release()
-            elif not item.done.wait(0.05) and not told and time.time() - item.received >= self.config.busy_notice:
-                told = True
-                trace(f"{what} waits for the training lock")
-                self.notify(
-                    f"{what} waits", f"the trainer is busy ({self._busy_reason()}); it is taken when it is free"
-                )
-
-    def _busy_reason(self) -> str:
-        if self.pending_segmentation:
-            return "segmenting"
-        if self._pipeline.spin_model.stage == Stage.INPAINT:
-            return "preparing the removal"
-        return "a training step or a render"
-
-    def _run_pending(self) -> None:
-        """Run the queued clicks and button presses, in order (the caller holds the training lock)."""
-        with self._pending_lock:
-            items, self._pending = self._pending, []
-        for item in items:
-            trace(f"{item.what} runs after {time.time() - item.received:.3f} s")
-            try:
-                item.action()
-            except Exception as err:  # noqa: BLE001 - viser's worker threads would swallow it silently
-                CONSOLE.print_exception()
-                self.notify(f"{item.what} not taken", f"{type(err).__name__}: {err}", error=True)
-            finally:
-                item.done.set()
-        if items:
-            self._refresh()
-            self._rerender()
 
     # ------------------------------------------------------------------ messages and status
     def notify(self, title: str, body: str, error: bool = False) -> None:
         """Show a notification to every connected browser, keep it in :attr:`messages` and print it."""
         self.messages.append(f"{title}: {body}")
         CONSOLE.print(f"{'[yellow]' if error else ''}spin-nerfstudio viewer: {title}: {body}")
-        if self.server is None:
-            return
-        for client in self.server.get_clients().values():
-            try:
-                client.add_notification(title, body, auto_close=8000, color="red" if error else None)
-            except Exception:  # a client that just left
-                pass
-
-    def _stage_line(self) -> str:
-        pipe = self._pipeline
-        stage = pipe.spin_model.stage
-        step = "" if self.last_step is None else f" · step {self.last_step}"
-        if stage == Stage.RECONSTRUCT:
-            waiting = " · segmenting at the next step" if self.pending_segmentation else ""
-            return f"**Stage:** reconstruct{step}{waiting}"
-        if stage == Stage.SEGMENT:
-            end = pipe.mask_fit_end()
-            done = "" if self.last_step is None else f", mask head until step {end}"
-            then = "; then removal" if pipe.removal_requested else "; press Remove object to inpaint"
-            return f"**Stage:** segment{step}{done}{then}"
-        return f"**Stage:** inpaint{step} · fitting the scene without the object"
+        if self.server is not None:
+            notify_clients(self.server, title, body, error)
 
     def _status_text(self) -> str:
-        n_pos = sum(p.positive for p in self.points)
-        n_neg = len(self.points) - n_pos
-        lines = [self._stage_line(), f"**Clicks:** {n_pos} positive, {n_neg} negative"]
-        if self.segmented_note:
-            lines.append(f"**Segmented:** {self.segmented_note}")
-        if not self.interactive:
-            lines.append("Clicks come from the prompt file or mask dir of this run.")
-        elif self.mode != "Off":
-            lines.append(f"**Mode:** {self.mode} (camera locked; pick Off to move it)")
-        if self.messages:
-            lines.append(f"_{self.messages[-1]}_")
-        return "  \n".join(lines)
+        pipe = self._pipeline
+        stage = stage_line(
+            pipe.spin_model.stage, self.last_step, self.pending_segmentation, pipe.removal_requested, pipe.mask_fit_end
+        )
+        return status_text(stage, self.points, self.segmented_note, self.interactive, self.mode, self.messages)
 
     def _refresh(self) -> None:
-        w = self._widgets
-        if not w:
-            return
-        w["status"].content = self._status_text()
-        busy = self._pipeline.spin_model.stage == Stage.INPAINT or not self.interactive
-        for key in ("undo", "clear", "segment", "remove"):
-            w[key].disabled = busy
-        w["undo"].disabled = busy or not self.points
-        w["clear"].disabled = busy or not self.points
+        if self._widgets:
+            busy = self._pipeline.spin_model.stage == Stage.INPAINT or not self.interactive
+            refresh_widgets(self._widgets, self._status_text(), busy, bool(self.points))
 
     # ------------------------------------------------------------------ handlers
     def select_mode(self, mode: str) -> None:
@@ -376,7 +229,7 @@ class RemovalPanel(ViewerElement[str]):
         """Pointer callback: lift the clicked ray to a 3D point and add it (under the training lock)."""
         mode = self.mode  # the mode the click was made in, even if it changes while the click waits
         trace(f"click callback entered (mode {mode})")
-        self._locked(lambda: self._add_click(click, mode), "Click")
+        self._actions.run(lambda: self._add_click(click, mode), "Click")
         trace(f"click done; {len(self.points)} points")
 
     def _add_click(self, click: ViewerClick, mode: str) -> None:
@@ -400,14 +253,8 @@ class RemovalPanel(ViewerElement[str]):
         if result.point is None:
             self.notify("No point", result.message, error=True)
             return
-        views = self._pipeline._views()
-        seen = seen_in_views(
-            result.point,
-            views,
-            rendered_surface(model, views),
-            self._pipeline.config.visibility_tolerance,
-            cfg.min_accumulation,
-        )
+        views, tolerance = self._pipeline._views(), self._pipeline.config.visibility_tolerance
+        seen = seen_in_views(result.point, views, rendered_surface(model, views), tolerance, cfg.min_accumulation)
         if not seen:
             self.notify("No point", "no training view sees this point; click where the photos see it", error=True)
             return
@@ -423,7 +270,7 @@ class RemovalPanel(ViewerElement[str]):
 
     def undo(self) -> None:
         """Remove the last point."""
-        self._locked(self._undo, "Undo last")
+        self._actions.run(self._undo, "Undo last")
 
     def _undo(self) -> None:
         if not self.points:
@@ -437,7 +284,7 @@ class RemovalPanel(ViewerElement[str]):
 
     def clear(self) -> None:
         """Remove every point."""
-        self._locked(self._clear, "Clear all")
+        self._actions.run(self._clear, "Clear all")
 
     def _clear(self) -> None:
         self.points.clear()
@@ -449,7 +296,7 @@ class RemovalPanel(ViewerElement[str]):
 
     def segment(self) -> None:
         """Ask the pipeline to segment from the current points at its next training step."""
-        self._locked(self._request_segmentation, "Segment")
+        self._actions.run(self._request_segmentation, "Segment")
 
     def _request_segmentation(self) -> bool:
         if not self.interactive or self._pipeline.spin_model.stage == Stage.INPAINT:
@@ -459,12 +306,13 @@ class RemovalPanel(ViewerElement[str]):
             self.notify("Cannot segment", "add a positive click on the object first", error=True)
             return False
         self.pending_segmentation = True
-        self._tell_when()
+        title, body, error = segment_notice(training_state(self.viewer), self.prompt_path)
+        self.notify(title, body, error=error)
         return True
 
     def remove(self) -> None:
         """Let the run go on to the final masks and the inpainting stages (segmenting first if needed)."""
-        self._locked(self._request_removal, "Remove object")
+        self._actions.run(self._request_removal, "Remove object")
 
     def _request_removal(self) -> None:
         pipe = self._pipeline
@@ -483,51 +331,16 @@ class RemovalPanel(ViewerElement[str]):
             when = f"at step {pipe.mask_fit_end()}"
         self.notify("Removal requested", f"the inpainting stages start {when}")
 
-    def _training_state(self) -> str:
-        trainer = getattr(self.viewer, "trainer", None)
-        if trainer is None:
-            return "none"
-        return str(getattr(trainer, "training_state", "training"))
-
-    def _tell_when(self) -> None:
-        state = self._training_state()
-        if state == "paused":
-            self.notify("Segmentation queued", "training is paused; it runs when you resume training")
-        elif state in ("completed", "none"):
-            where = f" {self.prompt_path}" if self.prompt_path is not None else ""
-            self.notify(
-                "Training is not running",
-                f"segmentation runs between training steps; the clicks are saved in{where}: train with "
-                "--pipeline.prompt-file on that file",
-                error=True,
-            )
-        else:
-            self.notify("Segmenting", "at the next training step")
-
     def go_to_view(self, index: int) -> None:
         """Move every connected browser's camera to training view ``index`` (as clicking its frustum does)."""
         cams = self._pipeline.datamanager.train_dataset.cameras
         if not 0 <= index < len(cams):
             self.notify("No such view", f"training views are 0 to {len(cams) - 1}", error=True)
             return
-        c2w = cams.camera_to_worlds[index].detach().cpu().numpy().astype(np.float64)
-        rot = vtf.SO3.from_matrix(c2w[:3, :3]) @ vtf.SO3.from_x_radians(np.pi)
-        fov = 2.0 * float(np.arctan(float(cams.cy[index]) / float(cams.fy[index])))
         if self.server is None:
             return
-        # Looking through a training view puts the eye at the apex of its frustum, whose image (the training photo,
-        # as a thumbnail) would then fill the view and hide the render: hide that one frustum while there.
         frustums = getattr(self.viewer, "camera_handles", {}) or {}
-        if self._hidden_frustum is not None and self._hidden_frustum in frustums:
-            frustums[self._hidden_frustum].visible = True
-        self._hidden_frustum = index if index in frustums else None
-        if self._hidden_frustum is not None:
-            frustums[index].visible = False
-        for client in self.server.get_clients().values():
-            with client.atomic():
-                client.camera.position = c2w[:3, 3] * VISER_SCALE
-                client.camera.wxyz = rot.wxyz
-                client.camera.fov = fov
+        self._hidden_frustum = look_through(self.server, cams, index, frustums, self._hidden_frustum)
         self.notify(
             "Camera moved", f"looking through training view {index} ({self._pipeline.datamanager.image_names[index]})"
         )
@@ -536,65 +349,26 @@ class RemovalPanel(ViewerElement[str]):
     def _draw(self, point: ClickPoint, index: int) -> None:
         if self.server is None:
             return
-        color = (40, 200, 60) if point.positive else (220, 40, 40)
-        handle = self.server.scene.add_icosphere(
-            f"/spin_clicks/point_{self._version}_{index}",
-            radius=self.config.sphere_radius * VISER_SCALE,
-            color=color,
-            subdivisions=2,
-            position=tuple(
-                float(c) * VISER_SCALE for c in point.xyz + point.towards_camera * self.config.sphere_radius
-            ),
-        )
+        name = f"/spin_clicks/point_{self._version}_{index}"
+        handle = add_click_sphere(self.server, name, point, self.config.sphere_radius)
         self._spheres.append(handle)
 
-    def _prompt_target(self) -> Optional[Path]:
-        run_dir = getattr(self._pipeline, "run_dir", None)
-        if run_dir is not None:
-            return Path(run_dir) / PROMPT_FILE
-        log = getattr(self.viewer, "log_filename", None)
-        if log is not None:
-            return Path(log).parent / VIEWER_PROMPT_FILE
-        return None
-
     def _save(self) -> None:
-        path = self._prompt_target()
-        if path is None:
-            return
-        pipe = self._pipeline
-        try:
-            prompts, _ = build_prompts(self.points, pipe._views(), pipe.datamanager.image_names, source=str(path))
-        except SpinInputError:
-            if self.prompt_path is not None and self.prompt_path.is_file():
-                self.prompt_path.unlink()  # no positive click left: do not leave a stale prompt file behind
-            self.prompt_path = None
-            return
-        prompts.save(path)
-        self.prompt_path = path
+        path = prompt_target(getattr(self._pipeline, "run_dir", None), getattr(self.viewer, "log_filename", None))
+        if path is not None:
+            pipe = self._pipeline
+            self.prompt_path = write_prompts(
+                self.points, pipe._views(), pipe.datamanager.image_names, path, self.prompt_path
+            )
 
     # ------------------------------------------------------------------ called by the pipeline
     def run_segmentation(self, step: int) -> bool:
         """Segment from the current points (in the training loop, under the lock); True if it worked."""
         self.pending_segmentation = False
         pipe = self._pipeline
-        token = pipe._boundary(RECONSTRUCTED, step)
-        pipe._run_timed("render", lambda: pipe._render_reconstruction(token))
-        views = pipe._views()
-        accumulations = pipe.render_accumulations()
-        surface = map_surface(pipe._depths, [accumulations[i] for i in range(len(views))])
-        tol, min_acc = pipe.config.visibility_tolerance, self.config.min_accumulation
-        for p in self.points:
-            p.seen = seen_in_views(p.xyz, views, surface, tol, min_acc)
-        before = (pipe.prompts, pipe.prompt_views)
-        try:
-            prompts, indices = build_prompts(self.points, views, pipe.datamanager.image_names, source="viewer clicks")
-            pipe.prompts, pipe.prompt_views = prompts, indices
-            self._save()
-            pipe._run_timed("initial_masks", lambda: pipe._initial_masks(step, token))
-        except (SpinInputError, SystemExit) as err:
-            pipe.prompts, pipe.prompt_views = before
-            pipe.removal_requested = False
-            self.notify("Segmentation failed", str(err).replace("spin-nerfstudio: ", ""), error=True)
+        prompts, why = segment_from_clicks(pipe, self.points, self.config.min_accumulation, step, self._save)
+        if prompts is None:
+            self.notify("Segmentation failed", why, error=True)
             self._refresh()
             return False
         self.segment_step = step
@@ -604,9 +378,9 @@ class RemovalPanel(ViewerElement[str]):
         images = ", ".join(p.image for p in prompts.prompts)
         self.segmented_note = f"step {step}, clicks in {images}, initial masks in {covered}/{len(masks)} views"
         self.notify("Segmented", f"clicks in {images}; initial masks in {covered}/{len(masks)} views")
-        self._show_overlay()
-        self._refresh()
-        self._rerender()
+        if self.config.switch_to_overlay:
+            show_overlay(self.viewer)
+        self._refresh_and_rerender()
         return True
 
     def accept_final_masks(self, masks: List[np.ndarray]) -> bool:
@@ -622,13 +396,3 @@ class RemovalPanel(ViewerElement[str]):
         )
         self._refresh()
         return False
-
-    def _show_overlay(self) -> None:
-        if not self.config.switch_to_overlay:
-            return
-        dropdown = getattr(getattr(self.viewer, "control_panel", None), "_output_render", None)
-        if dropdown is None:
-            return
-        options = list(getattr(dropdown, "options", []) or [])
-        if OBJECT_OVERLAY in options and dropdown.value == "rgb":
-            dropdown.value = OBJECT_OVERLAY
