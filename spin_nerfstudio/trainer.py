@@ -12,6 +12,8 @@ What it changes, and why:
   and skipped; one that needs an unknown global is refused with one line), copies the finished and half-finished
   stage outputs of that run folder into this run's folder when nerfstudio made a new one (a new ``--timestamp``),
   and trains up to ``--max-num-iterations`` steps *in total* (nerfstudio alone would add that many steps again).
+- Checkpoints carry the random streams (:mod:`spin_nerfstudio.rng`), restored on loading, so a resumed run draws
+  the same ray batches and patches as the uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from spin_nerfstudio.guard import stop
 from spin_nerfstudio.prompts import SpinInputError
+from spin_nerfstudio.rng import restore_rng_state, rng_state
 from spin_nerfstudio.safe_load import CheckpointError, load_checkpoint
 
 CHECKPOINT_EXTRA = "spin"
 """Key of our extra entry in nerfstudio checkpoints (a dict of str/int: weights-only loadable)."""
+CHECKPOINT_RNG = "rng"
+"""Key of the random streams in our checkpoints (:mod:`spin_nerfstudio.rng`)."""
 
 # Files nerfstudio writes into a run folder before training starts; a folder holding only these is "fresh".
 _FRESH_FILES = ("config.yml", "dataparser_transforms.json")
@@ -144,6 +149,7 @@ class SpinTrainer(Trainer):
         extra = getattr(self.pipeline, "resume_state", None)
         if extra is not None:
             state[CHECKPOINT_EXTRA] = extra()
+        state[CHECKPOINT_RNG] = rng_state()
         tmp = self.base_dir / f".step-{step:09d}.ckpt.tmp"  # outside the checkpoint folder, same file system
         with open(tmp, "wb") as f:
             torch.save(state, f)
@@ -198,6 +204,8 @@ class SpinTrainer(Trainer):
         resume = getattr(self.pipeline, "resume_from", None)
         if resume is not None:
             resume(state.get(CHECKPOINT_EXTRA), source_run_dir=path.parent.parent, run_dir=self.base_dir)
+        if not restore_rng_state(state.get(CHECKPOINT_RNG)):
+            CONSOLE.print("spin-nerfstudio: the checkpoint holds no random streams; the resumed run draws new ones")
         CONSOLE.print(f"Done loading Nerfstudio checkpoint from {path}")
 
     # ------------------------------------------------------------------ training

@@ -230,6 +230,8 @@ def test_click_segment_in_headless_chromium(tiny_scene, tmp_path, browser):
         prompts = json.loads((train.run_dir / "prompts.json").read_text())["prompts"]
         assert sum(len(p["positive"]) for p in prompts) == 1 and prompts[0]["positive_3d"]
         image = prompts[0]["image"]
+        # the prompt goes to the training view the user looked through (view 0), not to another view seeing the point
+        assert image == sorted(q.name for q in (tiny_scene / "images").glob("*.png"))[0], image
         gt_mask = np.asarray(Image.open(tiny_scene / "masks" / image)) > 127
         x, y = map(int, prompts[0]["positive"][0])
         assert gt_mask[y, x], (image, x, y)
