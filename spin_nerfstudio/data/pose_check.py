@@ -232,11 +232,12 @@ def pose_agreement(
     sides: Dict[int, int] = {}
     for view in sorted({v for pair in pairs for v in pair}):
         image = np.ascontiguousarray(np.asarray(images[view])[..., :3], dtype=np.uint8)
-        scale = min(1.0, work_side / max(image.shape[:2]))
+        height, width = image.shape[:2]
+        scale = min(1.0, work_side / max(height, width))
         if scale < 1.0:
-            size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        sx, sy = image.shape[1] / np.asarray(images[view]).shape[1], image.shape[0] / np.asarray(images[view]).shape[0]
+        sx, sy = image.shape[1] / width, image.shape[0] / height
         features[view] = _features(image)
         sides[view] = max(image.shape[:2])
         projections[view] = opencv_projection(c2w[view], fx[view] * sx, fy[view] * sy, cx[view] * sx, cy[view] * sy)
