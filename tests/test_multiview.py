@@ -239,6 +239,35 @@ def test_final_mask_is_the_initial_one_where_the_field_confirms_it():
     assert choose_final_mask(empty, empty, 0.9)[1] is True  # both empty: nothing to correct
 
 
+def test_clicked_view_keeps_its_mask_where_the_field_lost_the_object():
+    clicked = np.zeros((40, 50), bool)
+    clicked[10:30, 15:35] = True
+    empty = np.zeros_like(clicked)
+    # the field learnt "no object" (the other views' masks were empty): an unclicked view takes it, the clicked not
+    assert choose_final_mask(empty, clicked, 0.9)[1] is False
+    mask, kept = choose_final_mask(empty, clicked, 0.9, clicked=True)
+    assert kept and np.array_equal(mask, clicked)
+    shifted = np.zeros_like(clicked)
+    shifted[10:30, 30:50] = True  # IoU 5/35: the field's object is elsewhere
+    assert np.array_equal(choose_final_mask(shifted, clicked, 0.9, clicked=True)[0], clicked)
+    grown = clicked.copy()
+    grown[5:10, 15:35] = True  # the field adds a face the clicked mask missed (IoU 0.8): the field's mask wins
+    mask, kept = choose_final_mask(grown, clicked, 0.9, clicked=True)
+    assert not kept and np.array_equal(mask, grown)
+
+
+def test_a_mask_of_little_more_than_the_clicks_is_refused():
+    mask = np.zeros((120, 160), bool)
+    clicks = np.array([[92.0, 33.0], [104.0, 68.0]])
+    for x, y in clicks.astype(int):
+        mask[y - 2 : y + 3, x - 2 : x + 3] = True  # what GrabCut kept of kermit000.jpg: its two seeds, 50 pixels
+    with pytest.raises(SpinInputError, match=r"a.json: 0.png: the segmenter \(grabcut\) found no object outline "
+                       r"around the clicks \(the mask is 50 pixels, 0 of them beyond"):  # fmt: skip
+        check_object_mask(mask, "a.json: 0.png", 1.0, positive=clicks, segmenter="the segmenter (grabcut)")
+    mask[30:75, 85:110] = True  # an object around the clicks
+    check_object_mask(mask, "a.json: 0.png", 1.0, positive=clicks)
+
+
 def resting_object(cam_height: float, pitch_deg: float, size=(0.05, 0.12, 0.05), distance: float = 0.8, h=90, w=120):
     """Ray distances of a floor (y = 0) and a wall (z = -4) with a box standing on the floor, seen from a camera
     ``cam_height`` above the floor pitched down by ``pitch_deg``; returns (depth, box mask, camera)."""

@@ -170,6 +170,18 @@ def plane_protrusion(
     return max(0.0, in_front(inner) - in_front(ring))
 
 
+def click_neighbourhood(shape: Tuple[int, int], points: Float[np.ndarray, "P 2"]) -> Bool[np.ndarray, "H W"]:
+    """Pixels within 3% of the image's short side (at least 2 px) of a click: what a segmenter that found nothing
+    but its click seeds returns."""
+    h, w = shape
+    radius = max(2.0, 0.03 * min(h, w))
+    yy, xx = np.mgrid[:h, :w]
+    near = np.zeros((h, w), dtype=bool)
+    for x, y in np.asarray(points, dtype=np.float64).reshape(-1, 2):
+        near |= (xx - x) ** 2 + (yy - y) ** 2 <= radius**2
+    return near
+
+
 def check_object_mask(
     mask: Bool[np.ndarray, "H W"],
     where: str,
@@ -179,8 +191,10 @@ def check_object_mask(
     min_pixels: int = 20,
     view: Optional[PinholeView] = None,
     min_protrusion: float = 0.3,
+    positive: Optional[Float[np.ndarray, "P 2"]] = None,
+    segmenter: str = "the segmenter",
 ) -> None:
-    """Reject a clicked-view mask that is empty or looks like background.
+    """Reject a clicked-view mask that is empty, looks like background, or is little more than the clicks.
 
     Background means: it covers more than ``max_fraction`` of the image, spans it from edge to edge, is hardly more
     than the clicked pixels (fewer than ``min_pixels``), or (with a depth map) it neither has a depth step along
@@ -188,12 +202,40 @@ def check_object_mask(
     ``min_protrusion`` of its pixels (:func:`plane_protrusion`). The first test accepts objects in front of a far
     background; the second accepts an object resting on a floor or table seen from a low angle, whose outline is a
     depth step only along its top (or along none of it once the rendered depth has blurred the outline). Both read
-    the depth map after a 5 x 5 median (speckle, small floaters). Patches of floor or wall fail both. ``view`` (the camera) makes the plane fit exact; ``max_fraction >= 1`` switches the checks off.
+    the depth map after a 5 x 5 median (speckle, small floaters). Patches of floor or wall fail both. ``view`` (the
+    camera) makes the plane fit exact; ``max_fraction >= 1`` switches these checks off.
+
+    With the ``positive`` clicks, a mask with fewer than ``min_pixels`` pixels beyond :func:`click_neighbourhood`
+    is refused whatever ``max_fraction`` is: the segmenter (named by ``segmenter``) kept its seeds and found no
+    outline around them (GrabCut on a cluttered image with noisy depth), and propagating a few dots from it gives
+    nothing to remove in the other views.
     """
     if not mask.any():
         raise SpinInputError(f"{where}: the clicks select no object (empty mask)")
-    if max_fraction >= 1.0:
-        return
+    if max_fraction < 1.0:
+        _check_not_background(mask, where, max_fraction, depth, min_front, min_pixels, view, min_protrusion)
+    if positive is not None and len(positive):
+        beyond = int((mask & ~click_neighbourhood(mask.shape, positive)).sum())
+        if beyond < min_pixels:
+            raise SpinInputError(
+                f"{where}: {segmenter} found no object outline around the clicks (the mask is {int(mask.sum())} "
+                f"pixels, {beyond} of them beyond the clicks' neighbourhood); click across the whole object "
+                "(several positive clicks, negative ones on what surrounds it) or use SAM "
+                "(--pipeline.segmenter.backend sam with its checkpoint)"
+            )
+
+
+def _check_not_background(
+    mask: Bool[np.ndarray, "H W"],
+    where: str,
+    max_fraction: float,
+    depth: Optional[Float[np.ndarray, "H W"]],
+    min_front: float,
+    min_pixels: int,
+    view: Optional[PinholeView],
+    min_protrusion: float,
+) -> None:
+    """The background tests of :func:`check_object_mask`."""
     frac = float(mask.mean())
     why = None
     if frac > max_fraction:
@@ -271,7 +313,10 @@ def propagate_prompts(
                     f"(rendered opacity {acc[int(y), int(x)]:.2f}, depth {d:.3g}); click on the object"
                 )
         mask = segmenter.segment(images[k], pos, neg, depth).astype(bool)
-        check_object_mask(mask, f"{prompts.source}: {prompt.image}", max_object_fraction, depth, view=views[k])
+        check_object_mask(
+            mask, f"{prompts.source}: {prompt.image}", max_object_fraction, depth, view=views[k], positive=pos,
+            segmenter=f"the segmenter ({segmenter.name})",
+        )  # fmt: skip
         clicked[k] = clicked[k] | mask if k in clicked else mask
         ys, xs = np.nonzero(confident_pixels(mask, depth, acc))
         pts, _ = lift(views[k], np.stack([xs, ys], -1), depth)
@@ -334,15 +379,22 @@ def agreement_outliers(
 
 
 def choose_final_mask(
-    field_mask: Bool[np.ndarray, "H W"], initial: Bool[np.ndarray, "H W"], keep_iou: float = 0.9
+    field_mask: Bool[np.ndarray, "H W"],
+    initial: Bool[np.ndarray, "H W"],
+    keep_iou: float = 0.9,
+    clicked: bool = False,
+    clicked_min_iou: float = 0.5,
 ) -> Tuple[Bool[np.ndarray, "H W"], bool]:
     """A view's final mask: its initial mask where the mask field confirms it, else the field's; and which it was.
 
     The field is one object shaped by every view's initial mask, so it corrects a view whose own mask went wrong
     (a missed face, a leak into the background). Where it agrees with the view's mask (IoU >= ``keep_iou``), that
     mask is kept: it was snapped to the image's edges, while the field's render is soft along the object's outline.
+    A ``clicked`` view's mask (the object the user pointed at) also stays where the field overlaps it less than
+    ``clicked_min_iou``: the field then lost the object (most other views' masks empty or wrong), not corrected it.
     """
-    keep = agreement_ious([field_mask], [initial])[0] >= keep_iou
+    iou = agreement_ious([field_mask], [initial])[0]
+    keep = iou >= keep_iou or (clicked and iou < clicked_min_iou and bool(initial.any()))
     return (initial.copy() if keep else field_mask.copy()), keep
 
 

@@ -126,7 +126,8 @@ def render_final_masks(
         masks[i] = probability[-1] > threshold
         source[i] = "field"
         if choose and i not in outliers:
-            masks[i], keep = choose_final_mask(masks[i], initial[i], keep_iou)  # type: ignore[index]
+            clicked = i in pipe.prompt_views
+            masks[i], keep = choose_final_mask(masks[i], initial[i], keep_iou, clicked)  # type: ignore[index]
             kept += keep
             source[i] = "initial" if keep else "field"
         out_dir.put(i, masks[i])
