@@ -39,6 +39,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from spin_nerfstudio.cuda_memory import CudaPeaks
 from spin_nerfstudio.data.datamanager import SpinDataManager, SpinDataManagerConfig
 from spin_nerfstudio.data.pose_check import PoseAgreement
+from spin_nerfstudio.data.sparse_depth import SparseDepth
 from spin_nerfstudio.evaluation import geometry_check
 from spin_nerfstudio.guard import FiniteGuard, first_nonfinite_term
 from spin_nerfstudio.inpainting import visibility as vis
@@ -243,6 +244,8 @@ class SpinPipeline(VanillaPipeline):
         self.guard = FiniteGuard(attribute=self._attribute_nonfinite_gradient)
         self.pose_agreement: Optional[PoseAgreement] = None
         """SIFT matches between neighbouring views against the poses (checked with the inputs; None when not)."""
+        self.sparse_depth: Optional[SparseDepth] = None
+        """Those matches triangulated with the poses (the sparse depth loss's targets; None when off)."""
         if test_mode == "val":
             try:
                 check_inputs(self)

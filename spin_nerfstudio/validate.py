@@ -61,6 +61,10 @@ def check_pipeline_values(pipeline) -> None:
     _number(pipeline.visibility.depth_tolerance, _flag(p, "visibility.depth_tolerance"), 0, 10)
     _number(pipeline.visibility.min_views, _flag(p, "visibility.min_views"), 1, integer=True)
     _number(pipeline.visibility.sweep_samples, _flag(p, "visibility.sweep_samples"), 2, 4096, integer=True)
+    if getattr(pipeline.visibility, "depth_median", 0) not in (0, 1, 3, 5):
+        raise SpinInputError(
+            f"{_flag(p, 'visibility.depth_median')}: expected 0 (off), 3 or 5, got {pipeline.visibility.depth_median!r}"
+        )
     if pipeline.visibility.search not in ("sweep", "inpainted"):
         raise SpinInputError(
             f"{_flag(p, 'visibility.search')}: expected 'sweep' or 'inpainted', got {pipeline.visibility.search!r}"
@@ -78,6 +82,8 @@ def check_pipeline_values(pipeline) -> None:
         _number(getattr(model, name), _flag(m, name), 0)
     _number(model.distortion_loss_mult, _flag(m, "distortion_loss_mult"), 0)
     _number(model.depth_loss_tolerance, _flag(m, "depth_loss_tolerance"), 0, 10)
+    _number(getattr(model, "sparse_depth_loss_mult", 0.0), _flag(m, "sparse_depth_loss_mult"), 0)
+    _number(getattr(model, "sparse_depth_tolerance", 0.0), _flag(m, "sparse_depth_tolerance"), 0, 10)
     _number(model.mask_threshold, _flag(m, "mask_threshold"), 1e-6, 1 - 1e-6)
     _number(model.near_plane, _flag(m, "near_plane"), 0)
     _number(model.far_plane, _flag(m, "far_plane"), 0)

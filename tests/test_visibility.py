@@ -412,3 +412,37 @@ def test_sweep_on_the_gpu_gives_the_cpu_figures(scene: Scene) -> None:
     b = scene.targets(device="cuda")
     assert all(np.array_equal(x, y) for x, y in zip(a.seen, b.seen))
     assert all(np.abs(x.astype(int) - y.astype(int)).max() <= 1 for x, y in zip(a.targets, b.targets))
+
+
+def test_median_depth_removes_speckle_and_keeps_unknown_pixels() -> None:
+    depth = np.full((20, 30), 2.0, np.float32)
+    depth[:, 15:] = 4.0  # a depth edge
+    depth[5, 5] = 0.3  # a one-pixel floater
+    depth[10, 20] = np.nan  # no surface rendered
+    out = vis.median_depth(depth, 5)
+    assert out[5, 5] == 2.0 and np.isnan(out[10, 20])
+    assert np.all(out[:, :14] == 2.0) and np.all(out[:, 16:][np.isfinite(out[:, 16:])] == 4.0)  # the edge stays
+    assert vis.median_depth(depth, 0) is depth
+
+
+def test_speckled_rendered_depth_loses_witnesses_the_median_recovers(scene: Scene) -> None:
+    rng = np.random.default_rng(0)
+    speckled = []
+    for d in scene.depth:
+        s = d.copy()
+        s[rng.random(s.shape) < 0.05] *= 0.5  # one-pixel floaters on 5% of the pixels, as a short fit renders
+        speckled.append(s)
+    clean = scene.targets(config=vis.VisibilityConfig(depth_median=0))
+    raw = scene.targets(rendered_depth=speckled, config=vis.VisibilityConfig(depth_median=0))
+    filtered = scene.targets(rendered_depth=speckled, config=vis.VisibilityConfig(depth_median=5))
+    share = [sum(int(s.sum()) for s in t.seen) for t in (clean, raw, filtered)]
+    assert share[1] < 0.8 * share[0] and share[2] > 0.9 * share[0], share
+    print("seen pixels clean, speckled, speckled + median:", share)
+    bg = scene.gt["background"]
+    err = [
+        np.abs(t.targets[i][t.seen[i]].astype(float) - bg[i][t.seen[i]]).mean()
+        for i in range(len(bg))
+        for t in [filtered]
+        if t.seen[i].any()
+    ]
+    assert float(np.mean(err)) < 8.0  # the colours the recovered witnesses saw are the background's (0-255)

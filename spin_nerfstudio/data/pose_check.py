@@ -191,6 +191,48 @@ class PoseAgreement:
         return {**asdict(self), "agrees": self.agrees}
 
 
+@dataclass
+class PreparedView:
+    """One view ready for matching: its SIFT features and projection at the working size."""
+
+    features: Tuple[np.ndarray, Optional[np.ndarray]]
+    """Keypoints (pixel-index coordinates at the working size) and descriptors."""
+    projection: np.ndarray
+    """3 x 4 projection onto the working size's pixel indices."""
+    side: int
+    """Long side of the working size."""
+    scale: Tuple[float, float]
+    """Working size over the image's size, (x, y)."""
+    size: Tuple[int, int]
+    """The image's (width, height)."""
+
+
+def prepare_views(
+    images: Sequence[UInt8[np.ndarray, "H W 3"]],
+    views: Sequence[int],
+    c2w: Float[np.ndarray, "num 3 4"],
+    fx: Sequence[float],
+    fy: Sequence[float],
+    cx: Sequence[float],
+    cy: Sequence[float],
+    work_side: int = WORK_SIDE,
+) -> Dict[int, PreparedView]:
+    """SIFT features and projections of ``views``, images larger than ``work_side`` downscaled (intrinsics with
+    them)."""
+    out: Dict[int, PreparedView] = {}
+    for view in views:
+        image = np.ascontiguousarray(np.asarray(images[view])[..., :3], dtype=np.uint8)
+        height, width = image.shape[:2]
+        scale = min(1.0, work_side / max(height, width))
+        if scale < 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        sx, sy = image.shape[1] / width, image.shape[0] / height
+        projection = opencv_projection(c2w[view], fx[view] * sx, fy[view] * sy, cx[view] * sx, cy[view] * sy)
+        out[view] = PreparedView(_features(image), projection, max(image.shape[:2]), (sx, sy), (width, height))
+    return out
+
+
 def neighbour_pairs(centres: Float[np.ndarray, "num 3"], neighbours: int = NEIGHBOURS, max_pairs: int = MAX_PAIRS):
     """Pairs ``(i, j)``, ``i < j``, of each view with its ``neighbours`` nearest cameras (by centre), at most
     ``max_pairs`` of them spread evenly over the list."""
@@ -227,20 +269,10 @@ def pose_agreement(
     start = time.perf_counter()
     c2w = np.asarray(c2w, np.float64)
     pairs = neighbour_pairs(c2w[:, :, 3], max_pairs=max_pairs)
-    features: Dict[int, Tuple[np.ndarray, Optional[np.ndarray]]] = {}
-    projections: Dict[int, np.ndarray] = {}
-    sides: Dict[int, int] = {}
-    for view in sorted({v for pair in pairs for v in pair}):
-        image = np.ascontiguousarray(np.asarray(images[view])[..., :3], dtype=np.uint8)
-        height, width = image.shape[:2]
-        scale = min(1.0, work_side / max(height, width))
-        if scale < 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        sx, sy = image.shape[1] / width, image.shape[0] / height
-        features[view] = _features(image)
-        sides[view] = max(image.shape[:2])
-        projections[view] = opencv_projection(c2w[view], fx[view] * sx, fy[view] * sy, cx[view] * sx, cy[view] * sy)
+    prepared = prepare_views(images, sorted({v for pair in pairs for v in pair}), c2w, fx, fy, cx, cy, work_side)
+    features = {v: p.features for v, p in prepared.items()}
+    projections = {v: p.projection for v, p in prepared.items()}
+    sides = {v: p.side for v, p in prepared.items()}
     shares, inliers, matches, judged = [], 0, 0, 0
     pixels = tolerance * (float(np.median(list(sides.values()))) if sides else WORK_SIDE)
     for i, j in pairs:

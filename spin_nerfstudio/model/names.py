@@ -33,6 +33,8 @@ SEEN_MASK = "seen_mask"
 """1 on removal-mask pixels whose background another view observed (inpainting/visibility.py), H x W x 1."""
 SEEN_RGB = "seen_rgb"
 """Observed background colour of the seen-elsewhere pixels, H x W x 3."""
+SPARSE_DEPTH = "sparse_depth"
+"""Ray distance of SIFT matches triangulated with the poses (data/sparse_depth.py), 0 where none, H x W x 1."""
 
 RGB_FOR_UPDATES = {"both": "rgb", "colour": "rgb_colour_only", "geometry": "rgb_geometry_only"}
 """Rendered colour output whose gradient reaches what a loss may update."""

@@ -2,7 +2,8 @@
 
 Outputs: the prompts and the views they match, or ready-made masks (``--pipeline.mask-dir``, or the ``label/``
 masks a SPIn-NeRF-layout dataset brings) resized to the training images, and whether the camera poses agree with the
-images (SIFT matches between neighbouring views on their epipolar lines; ``--pipeline.check-poses``). Bad input
+images (SIFT matches between neighbouring views on their epipolar lines; ``--pipeline.check-poses``), and the depths
+of those matches triangulated with the poses, attached to the views for the sparse depth loss. Bad input
 raises :class:`~spin_nerfstudio.prompts.SpinInputError` with a one-line message.
 """
 
@@ -17,7 +18,9 @@ from PIL import Image
 
 from spin_nerfstudio.data.masks import load_mask_dir
 from spin_nerfstudio.data.pose_check import PoseAgreement, pose_agreement
+from spin_nerfstudio.data.sparse_depth import SparseDepth, sparse_depth
 from spin_nerfstudio.data.spin_layout import dataset_label_masks
+from spin_nerfstudio.model.names import SPARSE_DEPTH
 from spin_nerfstudio.prompts import SpinInputError, load_prompts, match_to_dataset
 from spin_nerfstudio.stage_io import load_views
 from spin_nerfstudio.stages.names import MASK_DIR
@@ -54,22 +57,48 @@ def check_inputs(pipe: SpinPipeline) -> None:
             raise SpinInputError(f"{src}: no complete {MASK_DIR}/ for these images; not a finished run to reuse")
     if cfg.check_poses != "off":
         pipe.pose_agreement = check_pose_agreement(pipe)
+    if cfg.model.sparse_depth_loss_mult > 0:
+        pipe.sparse_depth = attach_sparse_depth(pipe)
+
+
+def attach_sparse_depth(pipe: SpinPipeline) -> Optional[SparseDepth]:
+    """Triangulate SIFT matches between neighbouring views with the poses and attach their depths to the training
+    views (the model's sparse depth loss reads them); None for cameras other than pinhole ones."""
+    dm = pipe.datamanager
+    cameras = _pinhole_arrays(dm.train_dataset.cameras)
+    if cameras is None:
+        CONSOLE.print("spin-nerfstudio: no sparse depth: triangulation needs pinhole cameras")
+        return None
+    result = sparse_depth(list(dm.images_uint8()), *cameras)
+    dm.set_view_data(SPARSE_DEPTH, result.maps(dm.image_sizes()))
+    CONSOLE.print(
+        f"spin-nerfstudio: {result.line()}; they supervise the field's depth "
+        f"(--pipeline.model.sparse-depth-loss-mult {pipe.config.model.sparse_depth_loss_mult:g}, 0 = off)",
+        soft_wrap=True,
+    )
+    return result
+
+
+def _pinhole_arrays(cams) -> Optional[Tuple[np.ndarray, ...]]:
+    """(c2w, fx, fy, cx, cy) of nerfstudio cameras as float64 arrays; None unless every camera is a pinhole one."""
+    from nerfstudio.cameras.cameras import CameraType
+
+    if bool((cams.camera_type.view(-1) != CameraType.PERSPECTIVE.value).any()):
+        return None
+    fx, fy, cx, cy = (v.view(-1).cpu().numpy().astype(np.float64) for v in (cams.fx, cams.fy, cams.cx, cams.cy))
+    return cams.camera_to_worlds.cpu().numpy().astype(np.float64), fx, fy, cx, cy
 
 
 def check_pose_agreement(pipe: SpinPipeline) -> Optional[PoseAgreement]:
     """Whether the training cameras' poses agree with their images; says so on the console, and with
     ``check_poses`` "stop" raises :class:`SpinInputError` when they do not ("warn" prints the diagnosis).
     Cameras other than pinhole ones (fisheye, equirectangular) are not judged (None)."""
-    from nerfstudio.cameras.cameras import CameraType
-
     dm = pipe.datamanager
-    cams = dm.train_dataset.cameras
-    if bool((cams.camera_type.view(-1) != CameraType.PERSPECTIVE.value).any()):
+    cameras = _pinhole_arrays(dm.train_dataset.cameras)
+    if cameras is None:
         CONSOLE.print("spin-nerfstudio: poses not judged: the check needs pinhole cameras")
         return None
-    fx, fy, cx, cy = (v.view(-1).cpu().numpy().astype(np.float64) for v in (cams.fx, cams.fy, cams.cx, cams.cy))
-    c2w = cams.camera_to_worlds.cpu().numpy().astype(np.float64)
-    result = pose_agreement(list(dm.images_uint8()), c2w, fx, fy, cx, cy)
+    result = pose_agreement(list(dm.images_uint8()), *cameras)
     CONSOLE.print(f"spin-nerfstudio: {result.line()}", soft_wrap=True)
     problem = result.problem()
     if problem is not None:
@@ -84,12 +113,16 @@ def check_pose_agreement(pipe: SpinPipeline) -> Optional[PoseAgreement]:
 
 
 def write_pose_figures(pipe: SpinPipeline) -> None:
-    """The pose agreement under "poses" in RUN/geometry.json (other keys kept), when it was checked."""
+    """The pose agreement under "poses" and the sparse depth's counts under "sparse_depth" in RUN/geometry.json
+    (other keys kept), when they were made."""
     from spin_nerfstudio.evaluation.geometry import write_figures
 
     result: Optional[PoseAgreement] = getattr(pipe, "pose_agreement", None)
     if result is not None and pipe.run_dir is not None:
         write_figures(pipe.run_dir, "poses", result.as_dict())
+    sparse: Optional[SparseDepth] = getattr(pipe, "sparse_depth", None)
+    if sparse is not None and pipe.run_dir is not None:
+        write_figures(pipe.run_dir, "sparse_depth", sparse.as_dict())
 
 
 def resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
