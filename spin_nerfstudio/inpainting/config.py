@@ -15,8 +15,12 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from spin_nerfstudio.inpainting import lama
 from spin_nerfstudio.inpainting.base import Inpainter
 from spin_nerfstudio.inpainting.biharmonic import BiharmonicInpainter
+from spin_nerfstudio.inpainting.select import SelectingInpainter
 from spin_nerfstudio.inpainting.telea import TeleaInpainter
 from spin_nerfstudio.prompts import SpinInputError
+
+SELECT_NOTE = "biharmonic or Telea colour fill per view, whichever fills decoy holes beside the mask better"
+"""What the log says of the 'select' backend."""
 
 
 @dataclass
@@ -24,11 +28,12 @@ class InpainterConfig(InstantiateConfig):
     """Which 2D inpainter fills each view's colour and depth."""
 
     _target: Type = field(default_factory=lambda: Inpainter)
-    backend: Literal["auto", "biharmonic", "telea", "lama"] = "auto"
-    """Inpainter backend. 'lama': LaMa's TorchScript export (simple-lama-inpainting's big-lama.pt); 'biharmonic':
-    multi-scale thin-plate fill, the offline default (no learned weights); 'telea': OpenCV's fast marching; 'auto':
-    LaMa when a checkpoint is configured, in LAMA_MODEL or in torch's cache, else (only with ``download`` True) a
-    SHA-256-verified download of it, else biharmonic, saying why in the log."""
+    backend: Literal["auto", "select", "biharmonic", "telea", "lama"] = "auto"
+    """Inpainter backend. 'lama': LaMa's TorchScript export (simple-lama-inpainting's big-lama.pt); 'select': per
+    view the biharmonic or the Telea colour fill, whichever fills decoy holes beside the mask better (the offline
+    default; no learned weights; inpainting/select.py); 'biharmonic': multi-scale thin-plate fill; 'telea': OpenCV's
+    fast marching; 'auto': LaMa when a checkpoint is configured, in LAMA_MODEL or in torch's cache, else (only with
+    ``download`` True) a SHA-256-verified download of it, else 'select', saying why in the log."""
     checkpoint: Optional[Path] = None
     """LaMa TorchScript file (big-lama.pt); None looks at LAMA_MODEL, then $TORCH_HOME/hub/checkpoints/big-lama.pt."""
     download: bool = False
@@ -55,6 +60,8 @@ class InpainterConfig(InstantiateConfig):
             return TeleaInpainter(radius=self.radius), "offline, no learned weights"
         if self.backend == "biharmonic":
             return BiharmonicInpainter(), "offline, no learned weights"
+        if self.backend == "select":
+            return SelectingInpainter(radius=self.radius), f"offline, no learned weights; {SELECT_NOTE}"
         path, source = lama.find_checkpoint(self.checkpoint, self.download)
         if path is not None:
             return lama.LamaInpainter(path, self.device), f"{path} from {source}"
@@ -62,4 +69,7 @@ class InpainterConfig(InstantiateConfig):
             raise SpinInputError(
                 f"no LaMa checkpoint: {source}; pass --pipeline.inpainter.checkpoint PATH or set LAMA_MODEL"
             )
-        return BiharmonicInpainter(), f"offline default, no learned weights; no LaMa checkpoint: {source}"
+        return (
+            SelectingInpainter(radius=self.radius),
+            f"offline default, no learned weights; {SELECT_NOTE}; no LaMa checkpoint: {source}",
+        )

@@ -62,7 +62,7 @@ def initial_masks(pipe: SpinPipeline, token: str) -> List[np.ndarray]:
     attach_initial_masks(pipe.datamanager, masks)
     pipe._initial_status = list(status)
     counts = sum(int(m.any()) for m in masks)
-    hidden = [n for n, st in zip(names, status) if st != "clicked" and st != "propagated"]
+    hidden = [n for n, st, m in zip(names, status, masks) if st not in ("clicked", "propagated") and not m.any()]
     CONSOLE.print(f"spin-nerfstudio: initial masks in {counts}/{len(masks)} views; fitting the mask head")
     if hidden:
         CONSOLE.print(

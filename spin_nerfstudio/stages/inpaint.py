@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, List, Tuple
 
 import numpy as np
+from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import track
 
 from spin_nerfstudio.prompts import SpinInputError
@@ -50,6 +51,8 @@ def inpaint(
         depth_dir.put(k, depth_out[-1])
     rgb_dir.finish()
     depth_dir.finish()
+    if inpainter is not None and hasattr(inpainter, "summary"):
+        CONSOLE.print(f"spin-nerfstudio: {inpainter.summary()}", soft_wrap=True)
     return rgb_out, depth_out
 
 
