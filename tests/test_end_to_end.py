@@ -34,7 +34,7 @@ def test_every_stage_wrote_its_outputs(tiny_run, tiny_scene):
         assert marker["views"] == [n[:-4] for n in names], folder
     assert json.loads((tiny_run / "prompts.json").read_text()) == json.loads((tiny_scene / "prompts.json").read_text())
     log = (tiny_run / "train.log").read_text()
-    assert "segmenter backend 'grabcut'" in log and "inpainter backend 'biharmonic' (offline default" in " ".join(
+    assert "segmenter backend 'grabcut'" in log and "inpainter backend 'select' (offline default" in " ".join(
         log.split()
     )
     assert "field encoding 'planes', implementation 'torch'" in log
