@@ -3,7 +3,7 @@
 For every seed a scene with ground truth is generated and
 
 1. the 2D inpainters are compared on the ground-truth masks, dilated as the pipeline dilates them (masked PSNR and
-   SSIM of each view against the object-free image): the offline default (biharmonic) against OpenCV's Telea, and
+   SSIM of each view against the object-free image): the offline default (select: biharmonic or Telea per view) against each of the two, and
    LaMa too when a checkpoint is found without downloading;
 2. the removal runs (``spin-inpaint-small``) and is scored with ``spin-nerf evaluate``'s metrics inside the
    ground-truth masks, next to its baselines on the same views: each view inpainted in 2D on its own, and a masked
@@ -58,11 +58,12 @@ def inpainter_comparison(scene: Path, dilate_iterations: int, kernel: int = 5) -
     from spin_nerfstudio.evaluation import metrics as M
     from spin_nerfstudio.inpainting import lama
     from spin_nerfstudio.inpainting.biharmonic import BiharmonicInpainter
+    from spin_nerfstudio.inpainting.select import SelectingInpainter
     from spin_nerfstudio.inpainting.telea import TeleaInpainter
     from spin_nerfstudio.segmentation.propagate import dilate
 
     gt = load_ground_truth(scene)
-    inpainters = {"biharmonic": BiharmonicInpainter(), "telea": TeleaInpainter()}
+    inpainters = {"select": SelectingInpainter(), "biharmonic": BiharmonicInpainter(), "telea": TeleaInpainter()}
     path, _ = lama.find_checkpoint(None)
     if path is not None:
         inpainters["lama"] = lama.LamaInpainter(path)
