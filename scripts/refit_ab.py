@@ -35,7 +35,7 @@ def copy_run(run: Path, src: Path, inpainter: Optional[str], images: Path) -> Op
         mask = np.asarray(Image.open(path)) > 0
         image = np.asarray(Image.open(next(images.glob(path.stem + ".*"))).convert("RGB"))
         Image.fromarray(fill.inpaint_rgb(image, mask)).save(src / "inpainted" / path.name)
-    return fill.summary() if hasattr(fill, "summary") else fill.name
+    return fill.summary() or fill.name
 
 
 def refit(src: Path, out: Path, scene: Path, name: str, depth_median: int, seed: int) -> Dict[str, object]:

@@ -270,20 +270,17 @@ def pose_agreement(
     c2w = np.asarray(c2w, np.float64)
     pairs = neighbour_pairs(c2w[:, :, 3], max_pairs=max_pairs)
     prepared = prepare_views(images, sorted({v for pair in pairs for v in pair}), c2w, fx, fy, cx, cy, work_side)
-    features = {v: p.features for v, p in prepared.items()}
-    projections = {v: p.projection for v, p in prepared.items()}
-    sides = {v: p.side for v, p in prepared.items()}
     shares, inliers, matches, judged = [], 0, 0, 0
-    pixels = tolerance * (float(np.median(list(sides.values()))) if sides else WORK_SIDE)
+    pixels = tolerance * (float(np.median([p.side for p in prepared.values()])) if prepared else WORK_SIDE)
     for i, j in pairs:
-        pts_i, pts_j = _match(features[i], features[j])
+        pts_i, pts_j = _match(prepared[i].features, prepared[j].features)
         if len(pts_i) < MIN_MATCHES:
             continue
         moved = np.linalg.norm(pts_i - pts_j, axis=1) >= MIN_MOVE * pixels
         pts_i, pts_j = pts_i[moved], pts_j[moved]
         if len(pts_i) < MIN_MATCHES:
             continue
-        within = sampson_distance(projections[i], projections[j], pts_i, pts_j) < pixels
+        within = sampson_distance(prepared[i].projection, prepared[j].projection, pts_i, pts_j) < pixels
         judged += 1
         shares.append(float(within.mean()))
         inliers += int(within.sum())

@@ -21,7 +21,7 @@ import torch
 from jaxtyping import Float, UInt8
 from torch import Tensor
 
-from spin_nerfstudio.data.pose_check import SAMPSON_TOLERANCE, WORK_SIDE, _match, prepare_views
+from spin_nerfstudio.data.pose_check import SAMPSON_TOLERANCE, WORK_SIDE, _match, neighbour_pairs, prepare_views
 
 NEIGHBOURS = 4
 """Each view is matched with this many nearest cameras (more pairs: more points, wider angles)."""
@@ -80,17 +80,6 @@ class SparseDepth:
         return out
 
 
-def _pairs(centres: Float[np.ndarray, "num 3"], neighbours: int) -> List[Tuple[int, int]]:
-    """Pairs (i, j), i < j, of each view with its ``neighbours`` nearest cameras."""
-    dist = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
-    np.fill_diagonal(dist, np.inf)
-    pairs = set()
-    for i in range(len(centres)):
-        for j in np.argsort(dist[i], kind="stable")[: min(neighbours, len(centres) - 1)]:
-            pairs.add((min(i, int(j)), max(i, int(j))))
-    return sorted(pairs)
-
-
 def triangulate_pair(
     proj_a: Float[np.ndarray, "3 4"],
     proj_b: Float[np.ndarray, "3 4"],
@@ -143,7 +132,7 @@ def sparse_depth(
     """
     start = time.perf_counter()
     c2w = np.asarray(c2w, np.float64)
-    pairs = _pairs(c2w[:, :, 3], neighbours)
+    pairs = neighbour_pairs(c2w[:, :, 3], neighbours, max_pairs=neighbours * len(c2w))  # no cap
     prepared = prepare_views(images, sorted({v for pair in pairs for v in pair}), c2w, fx, fy, cx, cy, work_side)
     found: List[Dict[Tuple[int, int], List[float]]] = [dict() for _ in range(len(c2w))]
     for i, j in pairs:

@@ -3,6 +3,8 @@ lama.py; which one runs: config.py)."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 from jaxtyping import Bool, Float, UInt8
 
@@ -39,6 +41,10 @@ class Inpainter:
         out = self._fill_depth(depth, mask).astype(np.float32)
         out[~mask] = depth[~mask]
         return out
+
+    def summary(self) -> Optional[str]:
+        """A line for the log after every view was filled (None: nothing to say)."""
+        return None
 
     def _fill_rgb(self, image: UInt8[np.ndarray, "H W 3"], mask: Bool[np.ndarray, "H W"]) -> UInt8[np.ndarray, "H W 3"]:
         """The backend's fill of a colour image (a non-empty mask); unmasked pixels are restored afterwards."""

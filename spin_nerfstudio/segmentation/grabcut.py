@@ -15,12 +15,7 @@ import numpy as np
 from jaxtyping import Bool, Float, UInt8
 
 from spin_nerfstudio.segmentation.base import Segmenter
-
-
-def _disk(shape: tuple, centre: np.ndarray, radius: int) -> np.ndarray:
-    h, w = shape
-    yy, xx = np.ogrid[:h, :w]
-    return (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= radius**2
+from spin_nerfstudio.segmentation.propagate import disk
 
 
 def largest_component_under(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -181,9 +176,9 @@ class GrabCutSegmenter(Segmenter):
         else:
             labels[1:-1, 1:-1] = cv2.GC_PR_BGD
         for p in negative:
-            labels[_disk((h, w), p, radius)] = cv2.GC_BGD
+            labels[disk((h, w), p, radius)] = cv2.GC_BGD
         for p in positive:
-            labels[_disk((h, w), p, radius)] = cv2.GC_FGD
+            labels[disk((h, w), p, radius)] = cv2.GC_FGD
         return labels
 
     def refine(

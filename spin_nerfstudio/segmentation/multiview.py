@@ -33,6 +33,7 @@ from spin_nerfstudio.segmentation.base import Segmenter
 from spin_nerfstudio.segmentation.propagate import (
     PinholeView,
     confident_pixels,
+    disk,
     lift,
     object_visible_projection,
     splat_mask,
@@ -173,12 +174,10 @@ def plane_protrusion(
 def click_neighbourhood(shape: Tuple[int, int], points: Float[np.ndarray, "P 2"]) -> Bool[np.ndarray, "H W"]:
     """Pixels within 3% of the image's short side (at least 2 px) of a click: what a segmenter that found nothing
     but its click seeds returns."""
-    h, w = shape
-    radius = max(2.0, 0.03 * min(h, w))
-    yy, xx = np.mgrid[:h, :w]
-    near = np.zeros((h, w), dtype=bool)
-    for x, y in np.asarray(points, dtype=np.float64).reshape(-1, 2):
-        near |= (xx - x) ** 2 + (yy - y) ** 2 <= radius**2
+    radius = max(2.0, 0.03 * min(shape))
+    near = np.zeros(shape, dtype=bool)
+    for point in np.asarray(points, dtype=np.float64).reshape(-1, 2):
+        near |= disk(shape, point, radius)
     return near
 
 

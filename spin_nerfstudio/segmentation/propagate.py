@@ -117,6 +117,13 @@ def splat_mask(xs: np.ndarray, ys: np.ndarray, height: int, width: int, close: i
     return mask > 0
 
 
+def disk(shape: tuple, centre, radius: float) -> Bool[np.ndarray, "H W"]:
+    """Pixels of an image of ``shape`` (H, W) within ``radius`` of ``centre`` (x, y)."""
+    h, w = shape
+    yy, xx = np.ogrid[:h, :w]
+    return (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= radius**2
+
+
 def fill_holes(mask: Bool[np.ndarray, "H W"]) -> Bool[np.ndarray, "H W"]:
     """Fill the background regions that do not touch the image border."""
     inv = (~mask).astype(np.uint8)

@@ -51,8 +51,9 @@ def inpaint(
         depth_dir.put(k, depth_out[-1])
     rgb_dir.finish()
     depth_dir.finish()
-    if inpainter is not None and hasattr(inpainter, "summary"):
-        CONSOLE.print(f"spin-nerfstudio: {inpainter.summary()}", soft_wrap=True)
+    summary = inpainter.summary() if inpainter is not None else None
+    if summary:
+        CONSOLE.print(f"spin-nerfstudio: {summary}", soft_wrap=True)
     return rgb_out, depth_out
 
 
