@@ -364,6 +364,8 @@ def test_downscale_sizes_agree_with_nerfstudio_rounding(w: int, h: int, max_side
         ("pipeline.visibility.min_views", 0, "--pipeline.visibility.min-views: must be at least 1, got 0"),
         ("pipeline.visibility.sweep_samples", 1, "--pipeline.visibility.sweep-samples: must be at least 2, got 1"),
         ("pipeline.visibility.search", "lift", "--pipeline.visibility.search: expected 'sweep' or 'inpainted', got"),
+        ("pipeline.visibility.depth_median", 4, "--pipeline.visibility.depth-median: expected 0 (off), 3 or 5, got 4"),
+        ("pipeline.model.sparse_depth_loss_mult", -1, "--pipeline.model.sparse-depth-loss-mult: must be at least 0"),
         ("pipeline.model.mask_threshold", 1.0, "--pipeline.model.mask-threshold: must be at most"),
         ("pipeline.model.depth_loss_mult", float("inf"), "--pipeline.model.depth-loss-mult: expected a finite"),
         ("pipeline.model.far_plane", 0.01, "--pipeline.model.far-plane: must exceed near-plane 0.05, got 0.01"),
