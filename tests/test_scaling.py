@@ -58,7 +58,11 @@ def test_sizes_are_parsed_with_one_line_errors() -> None:
 
 
 def test_tiny_run_reports_every_stage(tmp_path) -> None:
-    report = run_scaling(tmp_path, [Size(6, 48, 36)])  # the default schedule: masks good enough to remove
+    # The default schedule: masks good enough to remove. The background-click check is off: this 6-view 48x36
+    # reconstruction is not the same from run to run (threaded CPU training), and once in a full suite its depth
+    # made the check refuse the box ("only 9% of its outline is a depth step"); the check has its own tests, this
+    # one is about every stage reporting its time and memory.
+    report = run_scaling(tmp_path, [Size(6, 48, 36)], settings=["pipeline.segmenter.max_object_fraction=1"])
     data = json.loads((tmp_path / "scaling.json").read_text())
     (result,) = data["results"]
     expected = {"scene", "setup", "fit_reconstruct", "render", "initial_masks", "fit_segment", "final_masks",
