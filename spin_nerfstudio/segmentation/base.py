@@ -33,3 +33,7 @@ class Segmenter:
     ) -> Bool[np.ndarray, "H W"]:
         """Snap a rough mask (e.g. projected from another view) to the object's edges."""
         return prior
+
+    def summary(self) -> Optional[str]:
+        """One line for the log about what the last :meth:`segment` did, or None."""
+        return None

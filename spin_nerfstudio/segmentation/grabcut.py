@@ -4,6 +4,11 @@ No learned weights. In the clicked view, the region that is depth-connected to t
 within a band around the click's) gives GrabCut its box; the clicks are sure foreground/background seeds, and the
 surface depth-connected to a negative click is sure background (a click on the table removes the table). In the
 other views, a mask projected from the clicked view is snapped to the object's colour edges.
+
+In the clicked view GrabCut runs twice when there is depth: on the colour image, and on the image with its lightness
+replaced by the log-depth (:func:`depth_lightness`). Shading splits an object in colour (a lit and a shaded half),
+never in depth; a flat thing on a wall or the floor around an object's foot is the other way round. The depth
+version is kept when its outline is a depth step along clearly more of it (:func:`front_fraction`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import numpy as np
 from jaxtyping import Bool, Float, UInt8
 
 from spin_nerfstudio.segmentation.base import Segmenter
-from spin_nerfstudio.segmentation.propagate import disk
+from spin_nerfstudio.segmentation.propagate import disk, front_fraction
 
 
 def largest_component_under(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -70,6 +75,18 @@ def _grabcut(image: np.ndarray, labels: np.ndarray, iterations: int) -> Optional
     return np.isin(lab, (cv2.GC_FGD, cv2.GC_PR_FGD))
 
 
+def depth_lightness(image: UInt8[np.ndarray, "H W 3"], depth: Float[np.ndarray, "H W"]) -> UInt8[np.ndarray, "H W 3"]:
+    """The image in CIELAB with its lightness channel replaced by the log-depth (5 x 5 median, 1st to 99th
+    percentile stretched over 0-255): colour (a, b) and depth, without the shading that lightness carries. GrabCut
+    reads any three 8-bit channels."""
+    d = cv2.medianBlur(np.nan_to_num(np.asarray(depth, np.float32), nan=0.0, posinf=0.0), 5)
+    logd = np.log(np.clip(d, 1e-6, None))
+    lo, hi = np.percentile(logd, [1, 99])
+    out = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2LAB)
+    out[..., 0] = np.clip(255.0 * (logd - lo) / max(hi - lo, 1e-6), 0, 255).astype(np.uint8)
+    return out
+
+
 def working_factor(shape: Tuple[int, int], work_side: int) -> int:
     """The smallest integer k that brings the long side of an image of ``shape`` (H, W) within ``work_side`` (1: the
     image is small enough, or ``work_side`` is 0)."""
@@ -117,6 +134,7 @@ class GrabCutSegmenter(Segmenter):
         depth_edge: float = 0.1,
         refine_with_depth: bool = True,
         work_side: int = 320,
+        depth_colour_margin: float = 0.15,
     ) -> None:
         self.depth_band = depth_band
         self.iterations = iterations
@@ -127,6 +145,11 @@ class GrabCutSegmenter(Segmenter):
         them within it) and the mask scaled back: the depth-edge test compares neighbouring pixels, and on a finer
         grid the rendered depth's step at an object's foot spreads over more pixels, each below ``depth_edge``, so
         the object's region would leak onto the surface it stands on. 0: always at full size."""
+        self.depth_colour_margin = depth_colour_margin
+        """In the clicked view, the mask of GrabCut on :func:`depth_lightness` replaces the colour one when its outline
+        is a depth step along at least this much more of it (:func:`front_fraction`, 0-1); negative: colour only."""
+        self.last_choice: Optional[str] = None
+        """What the last :meth:`segment` kept and why (for :meth:`summary`)."""
 
     def segment(
         self,
@@ -142,10 +165,33 @@ class GrabCutSegmenter(Segmenter):
                                  None if depth is None else shrink_depth(depth, k))  # fmt: skip
             return largest_component_under(grow_mask(small, image.shape[:2]), positive)
         labels = self.seed_labels(image.shape[:2], positive, negative, depth)
+        mask = self._cut(image, labels, positive)
+        self.last_choice = "colour"
+        if depth is not None and self.depth_colour_margin >= 0:
+            by_depth = self._cut(depth_lightness(image, depth), labels, positive)
+            smooth = cv2.medianBlur(np.nan_to_num(np.asarray(depth, np.float32)), 5)
+            steps = front_fraction(mask, smooth), front_fraction(by_depth, smooth)
+            use_depth = steps[1] >= steps[0] + self.depth_colour_margin
+            if use_depth:
+                mask = by_depth
+            self.last_choice = (
+                f"{'depth-lightness' if use_depth else 'colour'} GrabCut (outline a depth step along "
+                f"{steps[0]:.0%} in colour, {steps[1]:.0%} with depth for lightness)"
+            )
+        return mask
+
+    def _cut(
+        self, image: UInt8[np.ndarray, "H W 3"], labels: UInt8[np.ndarray, "H W"], positive: Float[np.ndarray, "P 2"]
+    ) -> Bool[np.ndarray, "H W"]:
+        """GrabCut from ``labels``, the part connected to the positive clicks (the seeds alone if it fails)."""
         mask = _grabcut(image, labels, self.iterations)
         if mask is None:
             mask = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD))
         return largest_component_under(mask, positive)
+
+    def summary(self) -> Optional[str]:
+        """Which GrabCut the last clicked view kept, or None before any."""
+        return None if self.last_choice is None else f"clicked view: {self.last_choice}"
 
     def seed_labels(
         self,

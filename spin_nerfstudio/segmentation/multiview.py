@@ -34,6 +34,7 @@ from spin_nerfstudio.segmentation.propagate import (
     PinholeView,
     confident_pixels,
     disk,
+    front_fraction,
     lift,
     object_visible_projection,
     splat_mask,
@@ -58,24 +59,6 @@ def border_spans(mask: Bool[np.ndarray, "H W"]) -> Dict[str, bool]:
     touches = {"left": mask[:, 0].any(), "right": mask[:, -1].any(), "top": mask[0].any(), "bottom": mask[-1].any()}
     touches["spans"] = (touches["left"] and touches["right"]) or (touches["top"] and touches["bottom"])
     return {k: bool(v) for k, v in touches.items()}
-
-
-def front_fraction(mask: Bool[np.ndarray, "H W"], depth: Float[np.ndarray, "H W"], edge: float = 0.1) -> float:
-    """Fraction of the pixels just outside the mask (inside the image) that lie clearly behind it.
-
-    An object stands in front of what surrounds it, so most of its outline is a depth step down into the mask
-    (except where it rests on something). A patch of floor or wall is surrounded by more of the same surface or by
-    things in front of it, so few of its outside neighbours are farther away. Each ring pixel (2 px wide) is compared
-    with the nearest depth inside the mask within 2 px; "behind" means farther by more than ``edge`` (relative).
-    """
-    m8 = mask.astype(np.uint8)
-    ring = (cv2.dilate(m8, np.ones((5, 5), np.uint8)) > 0) & ~mask
-    if not ring.any():
-        return 1.0  # the mask fills the image: no outline to judge
-    inside = np.where(mask, depth, np.float32(np.inf)).astype(np.float32)
-    nearest_inside = cv2.erode(inside, np.ones((5, 5), np.uint8), borderType=cv2.BORDER_REPLICATE)
-    behind = depth[ring] > nearest_inside[ring] * (1.0 + edge)
-    return float(np.mean(behind))
 
 
 def _inverse_z(depth: Float[np.ndarray, "H W"], view: Optional[PinholeView]) -> Float[np.ndarray, "H W"]:

@@ -17,6 +17,7 @@ from rich.progress import track
 
 from spin_nerfstudio.model.names import INITIAL_MASK, INITIAL_MASK_WEIGHT
 from spin_nerfstudio.prompts import PromptSet, SpinInputError
+from spin_nerfstudio.segmentation.base import Segmenter
 from spin_nerfstudio.segmentation.multiview import propagate_prompts
 from spin_nerfstudio.segmentation.propagate import PinholeView
 from spin_nerfstudio.stages.common import fail, note_reuse, pinhole_views, render_accumulations, stage_folder
@@ -53,7 +54,9 @@ def initial_masks(pipe: SpinPipeline, token: str) -> List[np.ndarray]:
                 progress=lambda it: track(it, description="Propagating masks", transient=True),
             )  # fmt: skip
         except SpinInputError as err:
+            _note_segmenter(segmenter)
             fail(str(err))
+        _note_segmenter(segmenter)
         masks, status = result.masks, list(result.status)
         for i, m in enumerate(masks):
             if i not in done:
@@ -70,6 +73,12 @@ def initial_masks(pipe: SpinPipeline, token: str) -> List[np.ndarray]:
             soft_wrap=True,
         )
     return masks
+
+
+def _note_segmenter(segmenter: Segmenter) -> None:
+    note = segmenter.summary()
+    if note is not None:
+        CONSOLE.print(f"spin-nerfstudio: segmenter: {note}", soft_wrap=True)
 
 
 def attach_initial_masks(datamanager: SpinDataManager, masks: List[np.ndarray]) -> None:
