@@ -176,6 +176,12 @@ def test_shading_does_not_split_an_object_that_depth_outlines() -> None:
     # with a flat depth map the depth version has no outline to win on: colour stays
     seg.segment(image, pos, neg, np.full(depth.shape, 2.0, np.float32))
     assert seg.summary() is not None and seg.summary().startswith("clicked view: colour GrabCut")
+    # the config's field reaches the segmenter (--pipeline.segmenter.depth-colour-margin -1: colour only)
+    from spin_nerfstudio.segmentation.config import SegmenterConfig
+
+    built = SegmenterConfig(backend="grabcut", depth_colour_margin=-1).setup()
+    assert isinstance(built, GrabCutSegmenter) and built.depth_colour_margin == -1
+    assert iou(built.segment(image, pos, neg, depth)) < 0.6
 
 
 def test_depth_connected_region_stays_in_band(scene: Scene) -> None:

@@ -50,6 +50,10 @@ class SegmenterConfig(InstantiateConfig):
     """Images whose long side exceeds this many pixels are segmented by grabcut at 1/k of their size (k an integer)
     and the masks scaled back, so the depth-edge test sees the object's edges as at the sizes it was tuned on (at
     480x270 the carton's mask leaked onto its table); 0: always at full size."""
+    depth_colour_margin: float = 0.15
+    """In the clicked view grabcut also runs with the log-depth in place of lightness and keeps that mask when its
+    outline is a depth step along at least this much more of it (0-1) than the colour mask's: shading splits an
+    object in colour (a lit and a shaded half), not in depth. Negative: colour only."""
     max_object_fraction: float = 0.6
     """A clicked-view mask covering more of the image than this, or spanning it from edge to edge, is taken for
     background and stops the run with a message (1 disables the check)."""
@@ -123,7 +127,11 @@ class SegmenterConfig(InstantiateConfig):
             _print(f"spin-nerfstudio: segmenter backend '{seg.name}' ({seg.model_type}, {reason}: {checkpoint})")
             return seg
         seg = GrabCutSegmenter(
-            depth_band=self.depth_band, iterations=self.iterations, depth_edge=self.depth_edge, work_side=self.work_side
+            depth_band=self.depth_band,
+            iterations=self.iterations,
+            depth_edge=self.depth_edge,
+            work_side=self.work_side,
+            depth_colour_margin=self.depth_colour_margin,
         )
         why = "" if reason == "selected" else f"; {reason}"
         _print(f"spin-nerfstudio: segmenter backend '{seg.name}' (offline, no learned weights{why})")
