@@ -184,6 +184,30 @@ def test_shading_does_not_split_an_object_that_depth_outlines() -> None:
     assert iou(built.segment(image, pos, neg, depth)) < 0.6
 
 
+def test_fox_head_is_segmented_whole_from_its_real_reconstruction() -> None:
+    """The fox capture's clicked view with the depth its reconstruction rendered (tests/data/README.md): colour GrabCut
+    cut the head down the middle (its left side is in shadow; 116 vs 1211 pixels left and right of x = 64 across
+    the eyes), GrabCut with depth for lightness keeps both sides of the head and nothing of the wall."""
+    repo = Path(__file__).resolve().parents[1]
+    image = cv2.imread(str(repo / "captures" / "fox" / "images_8" / "0018.jpg"))[..., ::-1].copy()
+    depth = np.load(repo / "tests" / "data" / "fox_0018_depth.npz")["depth"].astype(np.float32)
+    prompt = json.loads((repo / "configs" / "fox_prompts.json").read_text())["prompts"][0]
+    pos, neg = np.array(prompt["positive"], float), np.array(prompt["negative"], float)
+
+    def sides(mask: np.ndarray) -> tuple:
+        eyes = mask[60:100]  # rows across the eyes and muzzle; the head spans x 28-98 there
+        return int(eyes[:, :64].sum()), int(eyes[:, 64:].sum()), int(mask[60:100, :20].sum() + mask[60:100, 105:].sum())
+
+    left, right, _ = sides(GrabCutSegmenter(depth_colour_margin=-1).segment(image, pos, neg, depth))
+    assert left < 0.3 * right
+    seg = GrabCutSegmenter()
+    mask = seg.segment(image, pos, neg, depth)
+    left, right, wall = sides(mask)
+    assert 0.7 < left / right < 1.4 and wall == 0
+    assert 3500 < mask.sum() < 5500  # the head (the chest and plaque below it are not taken)
+    assert seg.summary() is not None and "depth-lightness" in seg.summary()
+
+
 def test_depth_connected_region_stays_in_band(scene: Scene) -> None:
     depth = scene.depth[0]
     x, y = scene.prompt["positive"][0]
