@@ -213,3 +213,22 @@ def test_restarted_schedule_checkpoints(tmp_path):
     torch.save({"schedulers": {"fields": sched.state_dict()}}, tmp_path / "ckpt.pt")
     state = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     assert state["schedulers"]["fields"]["lr_lambdas"] == [None]
+
+
+def test_a_refused_click_on_unreliable_depth_says_so(tmp_path) -> None:
+    """A refused click's message gains a note naming the depth agreement when the reconstruction's depth is poor
+    (buddha: 30%), and nothing when it is fine or was not measured."""
+    from spin_nerfstudio.evaluation.geometry import GEOMETRY_FILE, stored_depth_agreement, write_figures
+    from spin_nerfstudio.stages.initial_masks import depth_note
+
+    assert stored_depth_agreement(tmp_path) is None and stored_depth_agreement(None) is None
+    write_figures(tmp_path, "reconstruction", {"depth": {"agreement": 0.296}})
+    assert stored_depth_agreement(tmp_path) == pytest.approx(0.296)
+    note = depth_note(stored_depth_agreement(tmp_path))
+    assert (
+        "agrees between neighbouring views on only 30% of its pixels" in note
+        and "--pipeline.segmenter.backend sam" in note
+    )
+    assert depth_note(0.766) == "" and depth_note(None) == ""
+    (tmp_path / GEOMETRY_FILE).write_text("{not json")
+    assert stored_depth_agreement(tmp_path) is None

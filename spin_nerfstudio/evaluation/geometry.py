@@ -185,6 +185,16 @@ def write_figures(run_dir: Path, key: str, figures: Dict) -> Path:
     return path
 
 
+def stored_depth_agreement(run_dir: Optional[Path]) -> Optional[float]:
+    """The reconstruction's depth agreement between neighbouring views from RUN/geometry.json, or None."""
+    path = Path(run_dir) / GEOMETRY_FILE if run_dir is not None else None
+    try:
+        value = json.loads(path.read_text())["reconstruction"]["depth"]["agreement"] if path else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 def figures_dict(figures: ReconstructionFigures) -> Dict:
     """Plain-JSON form of :class:`ReconstructionFigures`."""
     return asdict(figures)

@@ -8,13 +8,14 @@ datamanager as the mask head's target (``INITIAL_MASK``, every view weighted 1).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, List
+from typing import TYPE_CHECKING, List, Optional
 
 import numpy as np
 import torch
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import track
 
+from spin_nerfstudio.evaluation.geometry import stored_depth_agreement
 from spin_nerfstudio.model.names import INITIAL_MASK, INITIAL_MASK_WEIGHT
 from spin_nerfstudio.prompts import PromptSet, SpinInputError
 from spin_nerfstudio.segmentation.base import Segmenter
@@ -55,7 +56,7 @@ def initial_masks(pipe: SpinPipeline, token: str) -> List[np.ndarray]:
             )  # fmt: skip
         except SpinInputError as err:
             _note_segmenter(segmenter)
-            fail(str(err))
+            fail(str(err) + depth_note(stored_depth_agreement(pipe.run_dir)))
         _note_segmenter(segmenter)
         masks, status = result.masks, list(result.status)
         for i, m in enumerate(masks):
@@ -73,6 +74,22 @@ def initial_masks(pipe: SpinPipeline, token: str) -> List[np.ndarray]:
             soft_wrap=True,
         )
     return masks
+
+
+UNRELIABLE_DEPTH = 0.5
+"""Below this share of rendered depth agreeing between neighbouring views (juicebox 77%, fox 65%, kermit 16%, buddha
+30% at 900 steps), a refused click may be the depth's fault rather than the click's."""
+
+
+def depth_note(agreement: Optional[float]) -> str:
+    """What to add to a refused click's message when the reconstruction's depth is unreliable ('' otherwise)."""
+    if agreement is None or agreement >= UNRELIABLE_DEPTH:
+        return ""
+    return (
+        f" (the reconstruction's depth agrees between neighbouring views on only {agreement:.0%} of its pixels, so "
+        "the depth these checks and the offline segmenter read is unreliable here: SAM, --pipeline.segmenter.backend "
+        "sam with its checkpoint, does not need it)"
+    )
 
 
 def _note_segmenter(segmenter: Segmenter) -> None:
