@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = [
     ("kermit", 4, 9, (160, 120), 9),
     ("fox", 8, 50, (135, 240), 12),
-    ("buddha", 8, 17, (240, 135), 17),
+    ("buddha", 8, 67, (240, 135), 16),
 ]
 
 
