@@ -319,3 +319,55 @@ def test_object_resting_on_a_floor_seen_from_above_passes(cam_height: float, pit
         assert not (patch & mask).any()
         with pytest.raises(SpinInputError, match="does not stand in front of its surroundings"):
             check_object_mask(patch, "a.json: 0.png", 0.6, noisy, view=view)
+
+
+def _orbit(n: int = 13, w: int = 96, h: int = 72):
+    """A long red box on a checkered floor, seen by ``n`` cameras on a half circle round it: the first camera sees
+    its narrow end, the middle ones its long side, which the first never sees. Images, ray depth, masks, cameras."""
+    half = np.array([0.12, 0.4, 0.5])
+    images, depths, masks, views = [], [], [], []
+    for az in np.linspace(0.0, np.pi, n):
+        eye = np.array([3.2 * np.sin(az), 1.6, 3.2 * np.cos(az)])
+        forward = np.array([0.0, 0.2, 0.0]) - eye
+        forward /= np.linalg.norm(forward)
+        right = np.cross(forward, [0.0, 1.0, 0.0])
+        right /= np.linalg.norm(right)
+        view = PinholeView(
+            np.stack([right, np.cross(right, forward), -forward, eye], 1), 1.6 * w, 1.6 * w, w / 2, h / 2, w, h
+        )
+        ys, xs = np.mgrid[:h, :w]
+        d, o = view.rays(np.stack([xs.ravel(), ys.ravel()], -1)), view.origin
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_floor = np.where(-o[1] / d[:, 1] > 0, -o[1] / d[:, 1], np.inf)
+            t1, t2 = (np.array([-half[0], 0.0, -half[2]]) - o) / d, (half - o) / d
+            t_in, t_out = np.nanmax(np.minimum(t1, t2), 1), np.nanmin(np.maximum(t1, t2), 1)
+        box = (t_in <= t_out) & (t_out > 0) & (t_in < t_floor)
+        t = np.where(box, t_in, t_floor)
+        p = o + t[:, None] * d
+        grey = 150 + 60 * ((np.floor(p[:, 0] * 4) + np.floor(p[:, 2] * 4)) % 2)
+        image = np.stack([grey, grey, 0.95 * grey], -1)
+        shade = np.where(
+            np.abs(p[:, 1] - half[1]) < 1e-3, 1.0, np.where(np.abs(np.abs(p[:, 0]) - half[0]) < 1e-3, 0.75, 0.9)
+        )
+        image[box] = np.stack([200 * shade, 50 * shade, 40 * shade], -1)[box]
+        images.append(np.clip(image, 0, 255).astype(np.uint8).reshape(h, w, 3))
+        depths.append(np.where(np.isfinite(t), t, 100.0).reshape(h, w).astype(np.float32))
+        masks.append(box.reshape(h, w))
+        views.append(view)
+    return np.stack(images), depths, masks, views
+
+
+def test_propagation_goes_round_the_object():
+    """Clicked on the box's narrow end, the views of its long side get masks of what the clicked view saw (the near
+    end) unless the propagation grows the object's points view by view (the default)."""
+    images, depths, truth, views = _orbit()
+    ys, xs = np.nonzero(truth[0])
+    clicks = prompt("000.png", [[float(xs.mean()), float(ys.mean())]])
+    ones = [np.ones_like(d) for d in depths]
+    ious = {}
+    for grow in (False, True):
+        result = propagate_prompts(clicks, [0], images, depths, ones, views, GrabCutSegmenter(), grow=grow)
+        ious[grow] = np.array([mask_scores(m, g)[0] for m, g in zip(result.masks, truth)])
+    far = slice(4, None)  # 60 degrees and more from the clicked view
+    assert ious[False][far].mean() < 0.35 and ious[True][far].mean() > 0.4, (ious[False], ious[True])
+    assert (ious[True][far] >= ious[False][far] - 0.02).all() and (ious[True][:4] >= ious[False][:4] - 0.02).all()

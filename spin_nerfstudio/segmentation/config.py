@@ -54,6 +54,10 @@ class SegmenterConfig(InstantiateConfig):
     """In the clicked view grabcut also runs with the log-depth in place of lightness and keeps that mask when its
     outline is a depth step along at least this much more of it (0-1) than the colour mask's: shading splits an
     object in colour (a lit and a shaded half), not in depth. Negative: colour only."""
+    grow: bool = True
+    """Propagate round the object: visit the views nearest the clicked one first and add to the object's 3D points
+    what each snapped mask adds to its projection (the clicked view sees only the object's near side; without this
+    the views of its back get masks of that side alone). False: every view from the clicked view's points only."""
     max_object_fraction: float = 0.6
     """A clicked-view mask covering more of the image than this, or spanning it from edge to edge, is taken for
     background and stops the run with a message (1 disables the check)."""

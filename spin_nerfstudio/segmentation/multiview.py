@@ -255,6 +255,8 @@ def propagate_prompts(
     min_visible_fraction: float = 0.002,
     progress=None,
     min_refine_iou: float = 0.4,
+    grow: bool = True,
+    min_grow_iou: float = 0.6,
 ) -> PropagationResult:
     """Initial masks of all views from the clicks (see the module docstring).
 
@@ -274,6 +276,11 @@ def propagate_prompts(
         progress: optional wrapper for the loop over views (e.g. rich's ``track``).
         min_refine_iou: a view whose snapped mask overlaps its projected prior less than this (IoU) keeps the
             prior (status 'projected').
+        grow: visit the views nearest the clicked ones first (:func:`growth_order`) and lift what each snapped
+            mask adds to its projected prior into the object's points: the clicked view saw only the object's near
+            side, and going round it view by view its sides and back join the points the next views project.
+        min_grow_iou: a snapped mask adds its points only when it overlaps its prior at least this much (IoU): a
+            snap that strayed further must not carry its error round the object.
 
     Raises:
         SpinInputError: a click lands on no surface, or the clicks select nothing / the background.
@@ -304,32 +311,52 @@ def propagate_prompts(
         pts, _ = lift(views[k], np.stack([xs, ys], -1), depth)
         clouds.append(pts)
     cloud = np.concatenate(clouds, axis=0)
-    result = PropagationResult(masks=[])
-    loop = progress(range(n)) if progress is not None else range(n)
-    for j in loop:
+    masks: Dict[int, np.ndarray] = {}
+    status: Dict[int, str] = {}
+    visible: Dict[int, int] = {}
+    order = growth_order(views, cloud, sorted(clicked)) if grow else list(range(n))
+    for j in progress(order) if progress is not None else order:
         if j in clicked:
-            result.masks.append(clicked[j])
-            result.status.append("clicked")
-            result.visible_points.append(len(cloud))
+            masks[j], status[j], visible[j] = clicked[j], "clicked", len(cloud)
             continue
         v = views[j]
         xs, ys, sel = object_visible_projection(v, cloud, depths[j], max(visibility_tolerance, 0.15))
         prior = splat_mask(xs, ys, v.height, v.width, close=2)
-        result.visible_points.append(int(sel.sum()))
+        visible[j] = int(sel.sum())
         if prior.sum() < max(4, min_visible_fraction * v.height * v.width):
-            result.masks.append(np.zeros((v.height, v.width), dtype=bool))
-            result.status.append("out of frame or hidden")
+            masks[j], status[j] = np.zeros((v.height, v.width), dtype=bool), "out of frame or hidden"
             continue
         refined = segmenter.refine(images[j], prior, depths[j]).astype(bool)
-        if agreement_ious([refined], [prior])[0] < min_refine_iou:
+        iou = agreement_ious([refined], [prior])[0]
+        if iou < min_refine_iou:
             # The snap went astray (it lost the object, or leaked into a surface of the same colour): the projection
             # itself is the better guess, and the mask field's agreement check repairs it later if needed.
-            result.masks.append(prior)
-            result.status.append("projected")
-        else:
-            result.masks.append(refined)
-            result.status.append("propagated")
-    return result
+            masks[j], status[j] = prior, "projected"
+            continue
+        masks[j], status[j] = refined, "propagated"
+        if grow and iou >= min_grow_iou:
+            added = confident_pixels(refined, depths[j]) & ~prior
+            if added.any():
+                ys_new, xs_new = np.nonzero(added)
+                cloud = np.concatenate([cloud, lift(v, np.stack([xs_new, ys_new], -1), depths[j])[0]], axis=0)
+    return PropagationResult(
+        masks=[masks[j] for j in range(n)],
+        status=[status[j] for j in range(n)],
+        visible_points=[visible[j] for j in range(n)],
+    )
+
+
+def growth_order(views: Sequence[PinholeView], cloud: Float[np.ndarray, "P 3"], first: Sequence[int]) -> List[int]:
+    """Every view, the ``first`` ones (the clicked views) first, then by the angle at the object's centre (the
+    median of ``cloud``) between the view's camera and the nearest of the ``first`` cameras, smallest first."""
+    centre = np.median(np.asarray(cloud, np.float64).reshape(-1, 3), axis=0)
+    rays = np.stack([np.asarray(v.c2w)[:3, 3] - centre for v in views])
+    rays /= np.maximum(np.linalg.norm(rays, axis=1, keepdims=True), 1e-12)
+    if not len(first):
+        return list(range(len(views)))
+    closeness = (rays @ rays[list(first)].T).max(axis=1)  # cosine of the angle to the nearest first view
+    rest = [j for j in np.argsort(-closeness, kind="stable").tolist() if j not in set(first)]
+    return list(first) + rest
 
 
 def agreement_ious(

@@ -53,6 +53,7 @@ def initial_masks(pipe: SpinPipeline, token: str) -> List[np.ndarray]:
                 accumulations, pinhole_views(pipe), segmenter, cfg.visibility_tolerance,
                 cfg.segmenter.max_object_fraction,
                 progress=lambda it: track(it, description="Propagating masks", transient=True),
+                grow=cfg.segmenter.grow,
             )  # fmt: skip
         except SpinInputError as err:
             _note_segmenter(segmenter)
