@@ -359,7 +359,8 @@ def _orbit(n: int = 13, w: int = 96, h: int = 72):
 
 def test_propagation_goes_round_the_object():
     """Clicked on the box's narrow end, the views of its long side get masks of what the clicked view saw (the near
-    end) unless the propagation grows the object's points view by view (the default)."""
+    end) unless the propagation grows the object's points view by view (the default). The growth keeps only points
+    inside the silhouettes of the views already decided; on the floor beside the box none would pass."""
     images, depths, truth, views = _orbit()
     ys, xs = np.nonzero(truth[0])
     clicks = prompt("000.png", [[float(xs.mean()), float(ys.mean())]])
@@ -369,5 +370,20 @@ def test_propagation_goes_round_the_object():
         result = propagate_prompts(clicks, [0], images, depths, ones, views, GrabCutSegmenter(), grow=grow)
         ious[grow] = np.array([mask_scores(m, g)[0] for m, g in zip(result.masks, truth)])
     far = slice(4, None)  # 60 degrees and more from the clicked view
-    assert ious[False][far].mean() < 0.35 and ious[True][far].mean() > 0.4, (ious[False], ious[True])
-    assert (ious[True][far] >= ious[False][far] - 0.02).all() and (ious[True][:4] >= ious[False][:4] - 0.02).all()
+    assert ious[False][far].mean() < 0.3 and ious[True][far].mean() > 0.37, (ious[False], ious[True])  # 0.26, 0.40
+    assert (ious[True] >= ious[False] - 0.02).all(), (ious[False], ious[True])
+
+
+def test_points_off_the_object_are_carved_by_other_views_silhouettes():
+    """A point of the box (seen or hidden) falls inside its mask in every view; a floor point beside it does not."""
+    from spin_nerfstudio.segmentation.multiview import inside_silhouettes
+
+    _, _, truth, views = _orbit()
+    on_box = np.array([[0.0, 0.2, 0.45], [0.0, 0.2, -0.45], [0.1, 0.38, 0.0]])  # near end, far end (hidden), top
+    beside = np.array([[0.4, 0.0, 0.0], [0.0, 0.0, 0.8], [-0.35, 0.05, -0.3]])  # floor round it
+    assert inside_silhouettes(on_box, views, truth).all()
+    assert not inside_silhouettes(beside, views, truth).any()
+    # a mask missing from a few views (a bad snap) does not carve the object: 70% of the views suffice
+    holes = [np.zeros_like(m) if i in (3, 7, 11) else m for i, m in enumerate(truth)]
+    assert inside_silhouettes(on_box, views, holes).all()
+    assert inside_silhouettes(np.array([[0.0, 0.0, 100.0]]), views[:1], truth[:1]).all()  # in no frame: kept

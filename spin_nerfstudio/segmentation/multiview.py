@@ -338,12 +338,43 @@ def propagate_prompts(
             added = confident_pixels(refined, depths[j]) & ~prior
             if added.any():
                 ys_new, xs_new = np.nonzero(added)
-                cloud = np.concatenate([cloud, lift(v, np.stack([xs_new, ys_new], -1), depths[j])[0]], axis=0)
+                points = lift(v, np.stack([xs_new, ys_new], -1), depths[j])[0]
+                decided = [k for k in masks if k != j and masks[k].any()]
+                keep = inside_silhouettes(points, [views[k] for k in decided], [masks[k] for k in decided])
+                cloud = np.concatenate([cloud, points[keep]], axis=0)
     return PropagationResult(
         masks=[masks[j] for j in range(n)],
         status=[status[j] for j in range(n)],
         visible_points=[visible[j] for j in range(n)],
     )
+
+
+def inside_silhouettes(
+    points: Float[np.ndarray, "P 3"],
+    views: Sequence[PinholeView],
+    masks: Sequence[Bool[np.ndarray, "H W"]],
+    share: float = 0.7,
+    slack: int = 2,
+) -> Bool[np.ndarray, " P"]:
+    """Which points project inside the masks (dilated by ``slack`` pixels) of at least ``share`` of the views whose
+    frame they fall in (points in no view's frame are kept).
+
+    A point of the object lands inside the object's silhouette in every view, seen or hidden there (the back of a
+    head falls inside the silhouette of its face); a point of the wall or floor beside it falls outside the
+    silhouette in views from other directions. Growing the object's points only with points that pass keeps a snap
+    that leaked onto the background in one view from spreading round the object."""
+    points = np.asarray(points, np.float64).reshape(-1, 3)
+    inside = np.zeros(len(points), int)
+    seen = np.zeros(len(points), int)
+    kernel = np.ones((2 * slack + 1, 2 * slack + 1), np.uint8)
+    for view, mask in zip(views, masks):
+        xy, z, _ = view.project(points)
+        xi, yi = np.round(xy[:, 0]).astype(int), np.round(xy[:, 1]).astype(int)
+        frame = (z > 0) & (xi >= 0) & (yi >= 0) & (xi < view.width) & (yi < view.height)
+        grown = cv2.dilate(np.asarray(mask, np.uint8), kernel) > 0
+        seen += frame
+        inside[frame] += grown[yi[frame], xi[frame]]
+    return (seen == 0) | (inside >= share * seen)
 
 
 def growth_order(views: Sequence[PinholeView], cloud: Float[np.ndarray, "P 3"], first: Sequence[int]) -> List[int]:
