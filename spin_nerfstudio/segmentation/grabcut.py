@@ -20,7 +20,7 @@ import numpy as np
 from jaxtyping import Bool, Float, UInt8
 
 from spin_nerfstudio.segmentation.base import Segmenter
-from spin_nerfstudio.segmentation.propagate import disk, front_fraction
+from spin_nerfstudio.segmentation.propagate import despeckled, disk, front_fraction
 
 
 def largest_component_under(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -169,7 +169,7 @@ class GrabCutSegmenter(Segmenter):
         self.last_choice = "colour"
         if depth is not None and self.depth_colour_margin >= 0:
             by_depth = self._cut(depth_lightness(image, depth), labels, positive)
-            smooth = cv2.medianBlur(np.nan_to_num(np.asarray(depth, np.float32)), 5)
+            smooth = despeckled(depth)
             steps = front_fraction(mask, smooth), front_fraction(by_depth, smooth)
             use_depth = steps[1] >= steps[0] + self.depth_colour_margin
             if use_depth:

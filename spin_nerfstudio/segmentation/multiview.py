@@ -33,6 +33,7 @@ from spin_nerfstudio.segmentation.base import Segmenter
 from spin_nerfstudio.segmentation.propagate import (
     PinholeView,
     confident_pixels,
+    despeckled,
     disk,
     front_fraction,
     lift,
@@ -227,7 +228,7 @@ def _check_not_background(
     elif mask.sum() < min_pixels:
         why = f"is only {int(mask.sum())} pixels"
     elif depth is not None:
-        front = front_fraction(mask, cv2.medianBlur(np.nan_to_num(depth.astype(np.float32)), 5))
+        front = front_fraction(mask, despeckled(depth))
         if front < min_front:
             protrusion = plane_protrusion(mask, depth, view)
             if protrusion is None or protrusion < min_protrusion:
@@ -380,14 +381,14 @@ def inside_silhouettes(
 def growth_order(views: Sequence[PinholeView], cloud: Float[np.ndarray, "P 3"], first: Sequence[int]) -> List[int]:
     """Every view, the ``first`` ones (the clicked views) first, then by the angle at the object's centre (the
     median of ``cloud``) between the view's camera and the nearest of the ``first`` cameras, smallest first."""
+    if not len(first):
+        return list(range(len(views)))
     centre = np.median(np.asarray(cloud, np.float64).reshape(-1, 3), axis=0)
     rays = np.stack([np.asarray(v.c2w)[:3, 3] - centre for v in views])
     rays /= np.maximum(np.linalg.norm(rays, axis=1, keepdims=True), 1e-12)
-    if not len(first):
-        return list(range(len(views)))
     closeness = (rays @ rays[list(first)].T).max(axis=1)  # cosine of the angle to the nearest first view
-    rest = [j for j in np.argsort(-closeness, kind="stable").tolist() if j not in set(first)]
-    return list(first) + rest
+    chosen = set(first)
+    return list(first) + [j for j in np.argsort(-closeness, kind="stable").tolist() if j not in chosen]
 
 
 def agreement_ious(
