@@ -146,6 +146,11 @@ class SpinPipelineConfig(VanillaPipelineConfig):
     behaviour). On juicebox (same reconstruction, default settings) held-out PSNR outside the removal mask fell by
     0.35 dB after removal with restart and by 1.27 dB with continue; on one small generated scene restart was 0.3 dB
     below continue inside the mask (docs/figures.md)."""
+    inpaint_init: Literal["fresh", "reconstruction"] = "fresh"
+    """Where the inpainted fit starts: "fresh" re-initialises the field and proposal networks (SPIn-NeRF);
+    "reconstruction" keeps the reconstruction's field, so what lies outside the masks starts out as fitted and the
+    fit has to change only what the masks touch (the object's density is pushed out by the colour and depth losses
+    inside the masks)."""
     check_poses: Literal["warn", "stop", "off"] = "warn"
     """Whether the camera poses agree with the images, checked twice. Before any step: the share of SIFT matches
     between neighbouring views that lie on the epipolar lines of their poses (data/pose_check.py; correct captures

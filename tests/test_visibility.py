@@ -343,6 +343,36 @@ def test_depth_loss_counts_only_the_gap_beyond_the_tolerance(model, space: str) 
         model.config.depth_loss_tolerance, model.config.depth_loss_space, model.config.depth_loss_mult = old
 
 
+@pytest.mark.parametrize("space", ["distance", "disparity"])
+def test_nearer_depth_loss_counts_only_renders_in_front_of_the_target(model, space: str) -> None:
+    from spin_nerfstudio.model import spin_model as S
+
+    cfg = model.config
+    old = (cfg.depth_loss_tolerance, cfg.depth_loss_space, cfg.depth_loss_mult, cfg.depth_loss_sides)
+    try:
+        cfg.depth_loss_space, cfg.depth_loss_mult, cfg.depth_loss_tolerance = space, 1.0, 0.0
+        target = torch.full((4, 1), 2.0)
+        depth = torch.tensor([1.0, 1.5, 3.0, 4.0])[:, None]  # two renders in front of the target, two behind it
+        outputs = {k: torch.zeros(4, 3) for k in S.RGB_FOR_UPDATES.values()}
+        outputs["depth"] = depth
+        batch = {
+            "image": torch.zeros(4, 3), S.REMOVAL_MASK: torch.ones(4, 1), S.INPAINTED_DEPTH: target,
+            S.INPAINTED_RGB: torch.zeros(4, 3), S.REFERENCE_VIEW: torch.zeros(4, 1),
+        }  # fmt: skip
+        a, b = (depth, target) if space == "distance" else (1 / depth, 1 / target)
+        cfg.depth_loss_sides = "both"
+        both = model.get_loss_dict(outputs, batch, {})["depth_loss"].item()
+        cfg.depth_loss_sides = "nearer"
+        nearer = model.get_loss_dict(outputs, batch, {})["depth_loss"].item()
+        # the mean runs over all four masked pixels; only the two in front of the target add to it
+        assert nearer == pytest.approx(((a - b)[:2] ** 2).sum().item() / 4, rel=1e-5)
+        assert 0 < nearer < both
+        outputs["depth"] = torch.tensor([2.5, 3.0, 4.0, 8.0])[:, None]  # all behind: nothing to pay
+        assert model.get_loss_dict(outputs, batch, {})["depth_loss"].item() == 0.0
+    finally:
+        cfg.depth_loss_tolerance, cfg.depth_loss_space, cfg.depth_loss_mult, cfg.depth_loss_sides = old
+
+
 def test_update_routing_is_configurable(model) -> None:
     from spin_nerfstudio.model import spin_model as S
 
@@ -446,3 +476,35 @@ def test_speckled_rendered_depth_loses_witnesses_the_median_recovers(scene: Scen
         if t.seen[i].any()
     ]
     assert float(np.mean(err)) < 8.0  # the colours the recovered witnesses saw are the background's (0-255)
+
+
+@pytest.mark.parametrize("init", ["fresh", "reconstruction"])
+def test_inpainted_fit_starts_from_a_fresh_field_or_the_reconstruction(init: str) -> None:
+    from types import SimpleNamespace
+
+    from nerfstudio.data.scene_box import SceneBox
+
+    from spin_nerfstudio.model.names import Stage
+    from spin_nerfstudio.model.spin_model import SpinModelConfig
+    from spin_nerfstudio.stages.inpainted_fit import start_inpainted_fit
+
+    m = SpinModelConfig(plane_resolutions=(8,), plane_components=2, hidden_dim=8, proposal_resolution=8).setup(
+        scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=1, device="cpu"
+    )
+    fresh = {k: v.clone() for k, v in m.field.state_dict().items()}
+    with torch.no_grad():
+        for p in m.field.parameters():
+            p.add_(0.5)  # what the reconstruction learnt
+    fitted = {k: v.clone() for k, v in m.field.state_dict().items()}
+    optimiser = torch.optim.Adam(m.field.parameters())
+    optimiser.state[next(m.field.parameters())]["step"] = torch.tensor(3.0)
+    pipe = SimpleNamespace(
+        spin_model=m, config=SimpleNamespace(inpaint_init=init, inpaint_schedule="continue"),
+        _optimizers=SimpleNamespace(optimizers={"fields": optimiser}), _max_steps=None,
+    )  # fmt: skip
+    start_inpainted_fit(pipe, 40)
+    start = fresh if init == "fresh" else fitted
+    for key, value in m.field.state_dict().items():
+        assert torch.equal(value, start[key]), key
+    assert m.stage == Stage.INPAINT and pipe._stage_start_step == 40
+    assert len(optimiser.state) == 0  # Adam's moments of the reconstruction do not carry over either way

@@ -69,15 +69,19 @@ def attach_inpainting(pipe: SpinPipeline, masks, removal, inpainted, inpainted_d
 
 
 def start_inpainted_fit(pipe: SpinPipeline, step: int) -> None:
-    """Re-initialise the scene and its optimiser state and enter the inpainting stage at ``step``."""
-    pipe.spin_model.reset_scene()
+    """Re-initialise the scene (unless ``inpaint_init`` is "reconstruction") and the optimiser state, and enter the
+    inpainting stage at ``step``."""
+    fresh = pipe.config.inpaint_init == "fresh"
+    if fresh:
+        pipe.spin_model.reset_scene()
     if pipe._optimizers is not None:
         for opt in pipe._optimizers.optimizers.values():
             opt.state.clear()
     pipe.spin_model.set_stage(Stage.INPAINT)
     pipe._stage_start_step = step
     restart_fit_schedules(pipe)
-    CONSOLE.print("spin-nerfstudio: fitting the inpainted scene from scratch")
+    start = "from scratch" if fresh else "starting from the reconstruction's field"
+    CONSOLE.print(f"spin-nerfstudio: fitting the inpainted scene {start}")
 
 
 def restart_fit_schedules(pipe: SpinPipeline) -> None:
