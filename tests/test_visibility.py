@@ -314,9 +314,22 @@ def test_seen_pixels_are_supervised_like_observations(model) -> None:
     assert outputs["rgb_colour_only"].grad[:6].abs().sum() == 0
 
 
+def _masked_depth_batch(depth: torch.Tensor, target: torch.Tensor):
+    """Model outputs with this rendered depth and a batch of masked pixels with this depth target (no colour)."""
+    from spin_nerfstudio.model import spin_model as S
+
+    n = len(depth)
+    outputs = {k: torch.zeros(n, 3) for k in S.RGB_FOR_UPDATES.values()}
+    outputs["depth"] = depth
+    batch = {
+        "image": torch.zeros(n, 3), S.REMOVAL_MASK: torch.ones(n, 1), S.INPAINTED_DEPTH: target,
+        S.INPAINTED_RGB: torch.zeros(n, 3), S.REFERENCE_VIEW: torch.zeros(n, 1),
+    }  # fmt: skip
+    return outputs, batch
+
+
 @pytest.mark.parametrize("space", ["distance", "disparity"])
 def test_depth_loss_counts_only_the_gap_beyond_the_tolerance(model, space: str) -> None:
-    from spin_nerfstudio.model import spin_model as S
 
     old = (model.config.depth_loss_tolerance, model.config.depth_loss_space, model.config.depth_loss_mult)
     try:
@@ -324,12 +337,7 @@ def test_depth_loss_counts_only_the_gap_beyond_the_tolerance(model, space: str) 
         target = torch.full((4, 1), 2.0)
         # rendered depths: within 10% of the target (two pixels), then 50% and 100% beyond it
         depth = torch.tensor([2.0, 2.1, 3.0, 4.0])[:, None]
-        outputs = {k: torch.zeros(4, 3) for k in S.RGB_FOR_UPDATES.values()}
-        outputs["depth"] = depth
-        batch = {
-            "image": torch.zeros(4, 3), S.REMOVAL_MASK: torch.ones(4, 1), S.INPAINTED_DEPTH: target,
-            S.INPAINTED_RGB: torch.zeros(4, 3), S.REFERENCE_VIEW: torch.zeros(4, 1),
-        }  # fmt: skip
+        outputs, batch = _masked_depth_batch(depth, target)
         a, b = (depth, target) if space == "distance" else (1 / depth, 1 / target)
         model.config.depth_loss_tolerance = 0.0
         plain = model.get_loss_dict(outputs, batch, {})["depth_loss"].item()
@@ -345,7 +353,6 @@ def test_depth_loss_counts_only_the_gap_beyond_the_tolerance(model, space: str) 
 
 @pytest.mark.parametrize("space", ["distance", "disparity"])
 def test_nearer_depth_loss_counts_only_renders_in_front_of_the_target(model, space: str) -> None:
-    from spin_nerfstudio.model import spin_model as S
 
     cfg = model.config
     old = (cfg.depth_loss_tolerance, cfg.depth_loss_space, cfg.depth_loss_mult, cfg.depth_loss_sides)
@@ -353,12 +360,7 @@ def test_nearer_depth_loss_counts_only_renders_in_front_of_the_target(model, spa
         cfg.depth_loss_space, cfg.depth_loss_mult, cfg.depth_loss_tolerance = space, 1.0, 0.0
         target = torch.full((4, 1), 2.0)
         depth = torch.tensor([1.0, 1.5, 3.0, 4.0])[:, None]  # two renders in front of the target, two behind it
-        outputs = {k: torch.zeros(4, 3) for k in S.RGB_FOR_UPDATES.values()}
-        outputs["depth"] = depth
-        batch = {
-            "image": torch.zeros(4, 3), S.REMOVAL_MASK: torch.ones(4, 1), S.INPAINTED_DEPTH: target,
-            S.INPAINTED_RGB: torch.zeros(4, 3), S.REFERENCE_VIEW: torch.zeros(4, 1),
-        }  # fmt: skip
+        outputs, batch = _masked_depth_batch(depth, target)
         a, b = (depth, target) if space == "distance" else (1 / depth, 1 / target)
         cfg.depth_loss_sides = "both"
         both = model.get_loss_dict(outputs, batch, {})["depth_loss"].item()
@@ -367,7 +369,7 @@ def test_nearer_depth_loss_counts_only_renders_in_front_of_the_target(model, spa
         # the mean runs over all four masked pixels; only the two in front of the target add to it
         assert nearer == pytest.approx(((a - b)[:2] ** 2).sum().item() / 4, rel=1e-5)
         assert 0 < nearer < both
-        outputs["depth"] = torch.tensor([2.5, 3.0, 4.0, 8.0])[:, None]  # all behind: nothing to pay
+        outputs, _ = _masked_depth_batch(torch.tensor([2.5, 3.0, 4.0, 8.0])[:, None], target)  # all behind
         assert model.get_loss_dict(outputs, batch, {})["depth_loss"].item() == 0.0
     finally:
         cfg.depth_loss_tolerance, cfg.depth_loss_space, cfg.depth_loss_mult, cfg.depth_loss_sides = old
