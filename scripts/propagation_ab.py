@@ -1,4 +1,5 @@
-"""Initial masks with and without growing round the object (``--pipeline.segmenter.grow``), from a run's own depth.
+"""Segmentation A/Bs on a run's own depth: initial masks with and without growing round the object
+(``--pipeline.segmenter.grow``), and the clicked view's mask with colour GrabCut alone against today's segmenter.
 
 Real capture (no truth: mask areas, statuses, and a sheet of every view, image | grow off | grow on)::
 
@@ -8,15 +9,21 @@ Real capture (no truth: mask areas, statuses, and a sheet of every view, image |
 
     python scripts/propagation_ab.py segbench DIR
 
-Both read the depth the run rendered (``RUN/depth``) and propagate the clicks as the ``initial_masks`` stage does
+The clicked view of each segbench seed, colour GrabCut alone vs the default (``--pipeline.segmenter.depth-colour-
+margin``), IoU with the generator's mask::
+
+    python scripts/propagation_ab.py clicked DIR
+
+All read the depth the run rendered (``RUN/depth``) and propagate the clicks as the ``initial_masks`` stage does
 (opacity taken as 1, as it is only read at the clicks).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 import numpy as np
 from PIL import Image
@@ -71,13 +78,10 @@ def capture(data: Path, run: Path, prompt_file: Path, sheet: Path, factor: int) 
     print(f"sheet: {sheet}")
 
 
-def segbench(output: Path) -> None:
-    import json
-
+def segbench_seeds(output: Path) -> Iterator[Dict]:
+    """Each seed of a segbench run with its rendered depth: names, ground truth, views, depths, prompts."""
     from spin_nerfstudio.data.synthetic import load_ground_truth
-    from spin_nerfstudio.evaluation.metrics import mask_scores
 
-    print("| seed | grow off | grow on |\n|---|---|---|")
     for seed in range(100):
         depth_dirs = sorted((output / f"run_{seed}").rglob("depth"))
         if not depth_dirs:
@@ -91,11 +95,42 @@ def segbench(output: Path) -> None:
             )
             for f in tf["frames"]
         ]
-        depths = [np.load(depth_dirs[0] / (Path(n).stem + ".npy")) for n in names]
-        prompts = load_prompts(output / f"clicks_{seed}.json")
-        results = both(prompts, [names.index(p.image) for p in prompts.prompts], gt["images"], depths, views)
+        yield {
+            "seed": seed,
+            "names": names,
+            "gt": gt,
+            "views": views,
+            "depths": [np.load(depth_dirs[0] / (Path(n).stem + ".npy")) for n in names],
+            "prompts": load_prompts(output / f"clicks_{seed}.json"),
+        }
+
+
+def segbench(output: Path) -> None:
+    from spin_nerfstudio.evaluation.metrics import mask_scores
+
+    print("| seed | grow off | grow on |\n|---|---|---|")
+    for s in segbench_seeds(output):
+        gt, names, prompts = s["gt"], s["names"], s["prompts"]
+        clicked = [names.index(p.image) for p in prompts.prompts]
+        results = both(prompts, clicked, gt["images"], s["depths"], s["views"])
         means = [np.mean([mask_scores(m, g)[0] for m, g in zip(results[g].masks, gt["masks"])]) for g in (False, True)]
-        print(f"| {seed} | {means[0]:.3f} | {means[1]:.3f} |")
+        print(f"| {s['seed']} | {means[0]:.3f} | {means[1]:.3f} |")
+
+
+def clicked(output: Path) -> None:
+    print("| seed | colour only | default | default kept |\n|---|---|---|---|")
+    for s in segbench_seeds(output):
+        prompt = s["prompts"].prompts[0]
+        k = s["names"].index(prompt.image)
+        truth, image, depth = s["gt"]["masks"][k], s["gt"]["images"][k], s["depths"][k]
+        positive = np.asarray(prompt.positive, float)
+        negative = np.asarray(prompt.negative, float).reshape(-1, 2)
+        scores = []
+        for margin in (-1.0, GrabCutSegmenter().depth_colour_margin):
+            segmenter = GrabCutSegmenter(depth_colour_margin=margin)
+            mask = segmenter.segment(image, positive, negative, depth)
+            scores.append(float((mask & truth).sum() / max(1, (mask | truth).sum())))
+        print(f"| {s['seed']} | {scores[0]:.3f} | {scores[1]:.3f} | {segmenter.summary()} |")
 
 
 def main() -> None:
@@ -105,13 +140,13 @@ def main() -> None:
     for name in ("data", "run", "prompts", "sheet"):
         c.add_argument(name, type=Path)
     c.add_argument("--factor", type=int, default=8)
-    s = sub.add_parser("segbench")
-    s.add_argument("output", type=Path)
+    for mode in ("segbench", "clicked"):
+        sub.add_parser(mode).add_argument("output", type=Path, help="the --output folder of a segbench run")
     args = parser.parse_args()
     if args.mode == "capture":
         capture(args.data, args.run, args.prompts, args.sheet, args.factor)
     else:
-        segbench(args.output)
+        {"segbench": segbench, "clicked": clicked}[args.mode](args.output)
 
 
 if __name__ == "__main__":
