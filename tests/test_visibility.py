@@ -353,6 +353,7 @@ def test_depth_loss_counts_only_the_gap_beyond_the_tolerance(model, space: str) 
 
 @pytest.mark.parametrize("space", ["distance", "disparity"])
 def test_nearer_depth_loss_counts_only_renders_in_front_of_the_target(model, space: str) -> None:
+    from spin_nerfstudio.model.names import SEEN_MASK, SEEN_RGB
 
     cfg = model.config
     old = (cfg.depth_loss_tolerance, cfg.depth_loss_space, cfg.depth_loss_mult, cfg.depth_loss_sides)
@@ -371,6 +372,12 @@ def test_nearer_depth_loss_counts_only_renders_in_front_of_the_target(model, spa
         assert 0 < nearer < both
         outputs, _ = _masked_depth_batch(torch.tensor([2.5, 3.0, 4.0, 8.0])[:, None], target)  # all behind
         assert model.get_loss_dict(outputs, batch, {})["depth_loss"].item() == 0.0
+        # "seen": both sides where other views saw the depth (pixel 2, behind the target), nearer elsewhere
+        outputs, _ = _masked_depth_batch(depth, target)
+        batch[SEEN_MASK], batch[SEEN_RGB] = torch.tensor([0.0, 0.0, 1.0, 0.0])[:, None], torch.zeros(4, 3)
+        cfg.depth_loss_sides = "seen"
+        seen = model.get_loss_dict(outputs, batch, {})["depth_loss"].item()
+        assert seen == pytest.approx(((a - b)[:3] ** 2).sum().item() / 4, rel=1e-5)
     finally:
         cfg.depth_loss_tolerance, cfg.depth_loss_space, cfg.depth_loss_mult, cfg.depth_loss_sides = old
 

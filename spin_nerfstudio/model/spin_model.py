@@ -113,10 +113,11 @@ class SpinModelConfig(ModelConfig):
     L2, as SPIn-NeRF; in disparity space a share of the target disparity). The 2D-inpainted depth is a smooth guess;
     a slack keeps it from bending a surface the other views already fix, while still removing floaters and remnants
     of the object."""
-    depth_loss_sides: Literal["both", "nearer"] = "both"
-    """Which gaps the depth loss counts: "both" (SPIn-NeRF), or "nearer", only a render nearer than the target (a
-    remnant of the object or a floater in front of the filled background); a render farther than a 2D fill's guess
-    is then left to the other views, which see that space."""
+    depth_loss_sides: Literal["both", "nearer", "seen"] = "both"
+    """Which gaps the depth loss counts: "both" (SPIn-NeRF); "nearer", only a render nearer than the target (a
+    remnant of the object or a floater in front of the filled background), so a render farther than a 2D fill's
+    guess is left to the other views; "seen", both on the pixels whose depth other views saw (the sweep's, see
+    ``VisibilityConfig.correct_depth``) and nearer on the rest."""
     depth_loss_updates: Literal["geometry", "both"] = "both"
     """What the depth loss may change: the geometry only (colour detached) or both; depth depends only on geometry."""
     reference_loss_updates: Literal["colour", "geometry", "both"] = "colour"
@@ -345,8 +346,10 @@ class SpinModel(Model):
             if self.config.depth_loss_space == "disparity":
                 depth, target = 1.0 / depth.clamp(min=1e-3), 1.0 / target.clamp(min=1e-3)
             gap = depth - target
-            if self.config.depth_loss_sides == "nearer":  # nearer: a larger disparity, a smaller distance
-                gap = F.relu(gap) if self.config.depth_loss_space == "disparity" else F.relu(-gap)
+            sides = self.config.depth_loss_sides
+            if sides != "both":  # nearer: a larger disparity, a smaller distance
+                nearer = F.relu(gap) if self.config.depth_loss_space == "disparity" else -F.relu(-gap)
+                gap = nearer if sides == "nearer" else torch.where(seen > 0, gap, nearer)
             if self.config.depth_loss_tolerance > 0:
                 gap = F.relu(gap.abs() - self.config.depth_loss_tolerance * target.abs())
             losses["depth_loss"] = self.config.depth_loss_mult * (gap**2 * valid).sum() / valid.sum().clamp(min=1.0)
