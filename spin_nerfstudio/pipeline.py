@@ -149,7 +149,7 @@ class SpinPipelineConfig(VanillaPipelineConfig):
     inpaint_init: Literal["fresh", "reconstruction"] = "fresh"
     """Where the inpainted fit starts: "fresh" re-initialises the field and proposal networks (SPIn-NeRF);
     "reconstruction" keeps the reconstruction's field, so what lies outside the masks starts out as fitted and the
-    fit has to change only what the masks touch. On fox it lost 0.68 dB outside the mask (fresh: 4.43) but left
+    fit has to change only what the masks touch. On fox it lost 0.68 dB outside the mask (fresh: 4.43 dB) but left
     remnants of the head: the masked pixels no view saw get no colour loss except in the reference view and the
     perceptual patches, so the object's colour stays there (docs/segmentation-real-captures.md)."""
     check_poses: Literal["warn", "stop", "off"] = "warn"
