@@ -118,8 +118,8 @@ class SpinModelConfig(ModelConfig):
     remnant of the object or a floater in front of the filled background), so a render farther than a 2D fill's
     guess is left to the other views; "seen", both on the pixels whose depth other views saw (the sweep's, see
     ``VisibilityConfig.correct_depth``) and nearer on the rest. Held-out PSNR outside the mask after removal, both /
-    nearer / seen: fox (large masks) -4.43 / -0.83 / -3.11 dB, juicebox -0.21 / -1.79 / -0.47 dB (one run each;
-    docs/segmentation-real-captures.md)."""
+    nearer / seen: fox (large masks) -4.43 / -0.83 / -3.11 dB, juicebox -0.21 / -1.79 / -0.47 dB; buddha, nearer:
+    -4.12 dB (one run each; docs/segmentation-real-captures.md)."""
     depth_loss_updates: Literal["geometry", "both"] = "both"
     """What the depth loss may change: the geometry only (colour detached) or both; depth depends only on geometry."""
     reference_loss_updates: Literal["colour", "geometry", "both"] = "colour"
