@@ -118,6 +118,8 @@ def segbench(output: Path) -> None:
 
 
 def clicked(output: Path) -> None:
+    from spin_nerfstudio.evaluation.metrics import mask_scores
+
     print("| seed | colour only | default | default kept |\n|---|---|---|---|")
     for s in segbench_seeds(output):
         prompt = s["prompts"].prompts[0]
@@ -129,7 +131,7 @@ def clicked(output: Path) -> None:
         for margin in (-1.0, GrabCutSegmenter().depth_colour_margin):
             segmenter = GrabCutSegmenter(depth_colour_margin=margin)
             mask = segmenter.segment(image, positive, negative, depth)
-            scores.append(float((mask & truth).sum() / max(1, (mask | truth).sum())))
+            scores.append(mask_scores(mask, truth)[0])
         print(f"| {s['seed']} | {scores[0]:.3f} | {scores[1]:.3f} | {segmenter.summary()} |")
 
 

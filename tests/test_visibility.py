@@ -267,16 +267,22 @@ def test_targets_round_trip_and_summary(scene: Scene, tmp_path: Path) -> None:
 # --- the model's losses -------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def model():
+def _tiny_model():
+    """A SpinModel small enough to build in a test (tri-planes of side 8, one training view, CPU)."""
     from nerfstudio.data.scene_box import SceneBox
 
-    from spin_nerfstudio.model.names import Stage
     from spin_nerfstudio.model.spin_model import SpinModelConfig
 
-    m = SpinModelConfig(plane_resolutions=(8,), plane_components=2, hidden_dim=8, proposal_resolution=8).setup(
+    return SpinModelConfig(plane_resolutions=(8,), plane_components=2, hidden_dim=8, proposal_resolution=8).setup(
         scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=1, device="cpu"
     )
+
+
+@pytest.fixture(scope="module")
+def model():
+    from spin_nerfstudio.model.names import Stage
+
+    m = _tiny_model()
     m.set_stage(Stage.INPAINT)
     m.eval()  # no proposal/distortion terms: only the removal losses
     return m
@@ -330,7 +336,6 @@ def _masked_depth_batch(depth: torch.Tensor, target: torch.Tensor):
 
 @pytest.mark.parametrize("space", ["distance", "disparity"])
 def test_depth_loss_counts_only_the_gap_beyond_the_tolerance(model, space: str) -> None:
-
     old = (model.config.depth_loss_tolerance, model.config.depth_loss_space, model.config.depth_loss_mult)
     try:
         model.config.depth_loss_space, model.config.depth_loss_mult = space, 1.0
@@ -491,15 +496,10 @@ def test_speckled_rendered_depth_loses_witnesses_the_median_recovers(scene: Scen
 def test_inpainted_fit_starts_from_a_fresh_field_or_the_reconstruction(init: str) -> None:
     from types import SimpleNamespace
 
-    from nerfstudio.data.scene_box import SceneBox
-
     from spin_nerfstudio.model.names import Stage
-    from spin_nerfstudio.model.spin_model import SpinModelConfig
     from spin_nerfstudio.stages.inpainted_fit import start_inpainted_fit
 
-    m = SpinModelConfig(plane_resolutions=(8,), plane_components=2, hidden_dim=8, proposal_resolution=8).setup(
-        scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=1, device="cpu"
-    )
+    m = _tiny_model()
     fresh = {k: v.clone() for k, v in m.field.state_dict().items()}
     with torch.no_grad():
         for p in m.field.parameters():
