@@ -371,6 +371,7 @@ class SpinPipeline(VanillaPipeline):
             masks = self._run_timed(
                 "final_masks", lambda: mask_field.render_final_masks(self, token, self._initial, self._mask_outliers)
             )
+            geometry_check.store_heldout_masks(self)
             if self.config.masks_only:
                 self.removal_requested = False  # the masks and their report are written: nothing else to do
             elif self.object_removal.accept_final_masks(masks):

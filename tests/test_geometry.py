@@ -232,3 +232,50 @@ def test_a_refused_click_on_unreliable_depth_says_so(tmp_path) -> None:
     assert depth_note(0.766) == "" and depth_note(None) == ""
     (tmp_path / GEOMETRY_FILE).write_text("{not json")
     assert stored_depth_agreement(tmp_path) is None
+
+
+def test_removal_figures_use_the_held_out_mask_from_when_the_segmentation_ended(tmp_path, monkeypatch):
+    """After the fit the mask head marks the background behind the object; in a held-out view that can leave the
+    object outside the mask. The figure must use the mask rendered while the object still stood in the field."""
+    from types import SimpleNamespace
+
+    from spin_nerfstudio.evaluation import geometry_check as gc
+
+    image = np.zeros((8, 8, 3), np.float32)
+    image[:4] = 1.0  # the object fills the top half of the held-out view
+    renders = {"object_mask": np.zeros((8, 8, 1), np.float32), "rgb": np.zeros((8, 8, 3), np.float32)}
+    renders["object_mask"][:4] = 1.0  # while segmenting: on the object
+
+    def fake_render(model, cameras, indices, keys, **kwargs):
+        return {k: [renders[k].copy() for _ in indices] for k in keys}
+
+    monkeypatch.setattr(gc, "render_views", fake_render)
+    monkeypatch.setattr(gc, "_eval_images", lambda pipeline, indices: [image for _ in indices])
+    pipe = SimpleNamespace(
+        datamanager=SimpleNamespace(
+            train_dataset=SimpleNamespace(image_filenames=[Path("a.png")]),
+            eval_dataset=SimpleNamespace(image_filenames=[Path("a.png"), Path("held.png")], cameras=None),
+        ),
+        model=SimpleNamespace(config=SimpleNamespace(mask_threshold=0.5)),
+        config=SimpleNamespace(reuse_stages=None, dilate_kernel=1),
+        dilate_iterations=lambda width: 0,
+        run_dir=tmp_path,
+    )
+    gc.store_heldout_masks(pipe)
+    stored = np.load(tmp_path / gc.HELDOUT_MASKS)
+    assert stored.shape == (1, 8, 8) and stored[0, :4].min() == 1.0 and stored[0, 4:].max() == 0.0
+    pipe._heldout_before = [image.copy()]  # the reconstruction rendered the held-out view exactly
+    renders["object_mask"] = np.zeros((8, 8, 1), np.float32)
+    renders["object_mask"][4:] = 1.0  # after the fit: the mask sits on the background below the object
+    del pipe._heldout_masks  # as in a resumed run: read back from the run folder
+    result = gc.removal_figures(pipe)
+    assert result["mask_source"] == "segmentation"
+    # the after render is the empty background: exact outside the object's mask, wrong on the object
+    assert result["psnr_outside_mask_after"] == pytest.approx(100.0)
+    assert result["psnr_outside_fit_mask_after"] == pytest.approx(0.0)
+    written = json.loads((tmp_path / geo.GEOMETRY_FILE).read_text())["removal"]
+    assert written["psnr_outside_mask_after"] == pytest.approx(100.0)
+    # a run without the stored masks falls back to the mask rendered after the fit, and says so
+    (tmp_path / gc.HELDOUT_MASKS).unlink()
+    fallback = gc.removal_figures(pipe)
+    assert fallback["mask_source"] == "after the fit" and fallback["psnr_outside_mask_after"] == pytest.approx(0.0)

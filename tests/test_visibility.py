@@ -358,7 +358,7 @@ def test_depth_loss_counts_only_the_gap_beyond_the_tolerance(model, space: str) 
 
 @pytest.mark.parametrize("space", ["distance", "disparity"])
 def test_nearer_depth_loss_counts_only_renders_in_front_of_the_target(model, space: str) -> None:
-    from spin_nerfstudio.model.names import SEEN_MASK, SEEN_RGB
+    from spin_nerfstudio.model.names import DEPTH_AGREED, SEEN_MASK, SEEN_RGB
 
     cfg = model.config
     old = (cfg.depth_loss_tolerance, cfg.depth_loss_space, cfg.depth_loss_mult, cfg.depth_loss_sides)
@@ -383,6 +383,13 @@ def test_nearer_depth_loss_counts_only_renders_in_front_of_the_target(model, spa
         cfg.depth_loss_sides = "seen"
         seen = model.get_loss_dict(outputs, batch, {})["depth_loss"].item()
         assert seen == pytest.approx(((a - b)[:3] ** 2).sum().item() / 4, rel=1e-5)
+        # "agreed": both sides also where the priors agree between views (pixel 3, behind the target)
+        batch[DEPTH_AGREED] = torch.tensor([0.0, 0.0, 0.0, 1.0])[:, None]
+        cfg.depth_loss_sides = "agreed"
+        agreed = model.get_loss_dict(outputs, batch, {})["depth_loss"].item()
+        assert agreed == pytest.approx(((a - b) ** 2).sum().item() / 4, rel=1e-5) and agreed == pytest.approx(both)
+        batch[DEPTH_AGREED] = torch.zeros(4, 1)
+        assert model.get_loss_dict(outputs, batch, {})["depth_loss"].item() == pytest.approx(seen, rel=1e-6)
     finally:
         cfg.depth_loss_tolerance, cfg.depth_loss_space, cfg.depth_loss_mult, cfg.depth_loss_sides = old
 

@@ -36,6 +36,7 @@ from torch.nn import Parameter
 from spin_nerfstudio.model.backend import select_implementation
 from spin_nerfstudio.model.field import OBJECT_LOGIT, BoxContraction, PlaneDensityField, SpinField
 from spin_nerfstudio.model.names import (
+    DEPTH_AGREED,
     INITIAL_MASK,
     INITIAL_MASK_WEIGHT,
     INPAINTED_DEPTH,
@@ -113,13 +114,18 @@ class SpinModelConfig(ModelConfig):
     L2, as SPIn-NeRF; in disparity space a share of the target disparity). The 2D-inpainted depth is a smooth guess;
     a slack keeps it from bending a surface the other views already fix, while still removing floaters and remnants
     of the object."""
-    depth_loss_sides: Literal["both", "nearer", "seen"] = "both"
+    depth_loss_sides: Literal["both", "nearer", "seen", "agreed"] = "both"
     """Which gaps the depth loss counts: "both" (SPIn-NeRF); "nearer", only a render nearer than the target (a
     remnant of the object or a floater in front of the filled background), so a render farther than a 2D fill's
     guess is left to the other views; "seen", both on the pixels whose depth other views saw (the sweep's, see
-    ``VisibilityConfig.correct_depth``) and nearer on the rest. Held-out PSNR outside the mask after removal, both /
-    nearer / seen: fox (large masks) -4.43 / -0.83 / -3.11 dB, juicebox -0.21 / -1.79 / -0.47 dB; buddha, nearer:
-    -4.12 dB (one run each; docs/segmentation-real-captures.md)."""
+    ``VisibilityConfig.correct_depth``) and nearer on the rest; "agreed", both on the seen pixels and where the
+    prior agrees with the other views' priors (``depth_agreement_*``, inpainting/depth_agreement.py), nearer on the
+    rest. Figures per setting, with their run-to-run spread: docs/segmentation-real-captures.md."""
+    depth_agreement_tolerance: float = 0.1
+    """With ``depth_loss_sides`` "agreed": relative slack within which another view's depth prior agrees with a
+    pixel's lifted prior."""
+    depth_agreement_min: float = 0.5
+    """With ``depth_loss_sides`` "agreed": share of the compared views that must agree for the two-sided loss."""
     depth_loss_updates: Literal["geometry", "both"] = "both"
     """What the depth loss may change: the geometry only (colour detached) or both; depth depends only on geometry."""
     reference_loss_updates: Literal["colour", "geometry", "both"] = "colour"
@@ -351,7 +357,13 @@ class SpinModel(Model):
             sides = self.config.depth_loss_sides
             if sides != "both":  # nearer: a larger disparity, a smaller distance
                 nearer = F.relu(gap) if self.config.depth_loss_space == "disparity" else -F.relu(-gap)
-                gap = nearer if sides == "nearer" else torch.where(seen > 0, gap, nearer)
+                if sides == "nearer":
+                    gap = nearer
+                else:
+                    trusted = seen > 0
+                    if sides == "agreed" and DEPTH_AGREED in batch:
+                        trusted = trusted | (batch[DEPTH_AGREED].to(self.device) > 0)
+                    gap = torch.where(trusted, gap, nearer)
             if self.config.depth_loss_tolerance > 0:
                 gap = F.relu(gap.abs() - self.config.depth_loss_tolerance * target.abs())
             losses["depth_loss"] = self.config.depth_loss_mult * (gap**2 * valid).sum() / valid.sum().clamp(min=1.0)

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import numpy as np
 import torch
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from spin_nerfstudio.inpainting import depth_agreement as da
 from spin_nerfstudio.inpainting import field_prior as fp
 from spin_nerfstudio.model.names import (
+    DEPTH_AGREED,
     INPAINTED_DEPTH,
     INPAINTED_RGB,
     OBJECT_MASK,
@@ -31,7 +33,7 @@ from spin_nerfstudio.model.names import (
 )
 from spin_nerfstudio.model.schedule import restart_schedules
 from spin_nerfstudio.render import render_views
-from spin_nerfstudio.stages.common import fail
+from spin_nerfstudio.stages.common import fail, pinhole_views
 from spin_nerfstudio.stages.seen_elsewhere import object_colours
 
 if TYPE_CHECKING:
@@ -61,11 +63,38 @@ def attach_inpainting(pipe: SpinPipeline, masks, removal, inpainted, inpainted_d
     if targets is not None and targets.depth:  # the depth prior with what other views saw (visibility.py)
         inpainted_depth = targets.depth
     dm.set_view_data(INPAINTED_DEPTH, torch.from_numpy(np.stack(inpainted_depth)).float()[..., None])
+    if pipe.spin_model.config.depth_loss_sides == "agreed":
+        seen = targets.seen if targets is not None else None
+        agreed = depth_agreement(pipe, removal, inpainted_depth, seen)
+        dm.set_view_data(DEPTH_AGREED, torch.from_numpy(np.stack(agreed)).float()[..., None])
     ref = torch.zeros(len(masks), *masks[0].shape, 1)
     ref[reference_index(pipe)] = 1.0
     dm.set_view_data(REFERENCE_VIEW, ref)
     pipe._removal_masks = removal
     pipe._prior_done, pipe._reference_weight = False, None
+
+
+def depth_agreement(pipe: SpinPipeline, removal, depth, seen=None) -> List[np.ndarray]:
+    """Per view, the removal-mask pixels whose depth prior is trusted on both sides: seen elsewhere, or agreeing
+    with the other views' priors (inpainting/depth_agreement.py); says how many in the log."""
+    cfg = pipe.spin_model.config
+    shares = da.prior_agreement(pinhole_views(pipe), removal, depth, cfg.depth_agreement_tolerance)
+    agreed = da.agreed_pixels(shares, cfg.depth_agreement_min, seen)
+    masks = [np.asarray(m, bool) for m in removal]
+    unseen = masks if seen is None else [m & ~np.asarray(v, bool) for m, v in zip(masks, seen)]
+    values = np.concatenate([share[u] for share, u in zip(shares, unseen)] + [np.zeros(0)])
+    values = values[np.isfinite(values)]
+    mean = float(values.mean()) if values.size else float("nan")
+    masked = sum(int(m.sum()) for m in masks)
+    two = sum(int(a.sum()) for a in agreed)
+    CONSOLE.print(
+        f"spin-nerfstudio: depth prior: {mean:.1%} of the other views agree within "
+        f"{cfg.depth_agreement_tolerance:.0%} on the mean unseen masked pixel; the depth loss is two-sided on "
+        f"{two}/{masked} masked pixels (seen elsewhere or agreed by at least {cfg.depth_agreement_min:.0%}), "
+        "nearer-only on the rest",
+        soft_wrap=True,
+    )
+    return agreed
 
 
 def start_inpainted_fit(pipe: SpinPipeline, step: int) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from spin_nerfstudio.evaluation.geometry_check import HELDOUT_BEFORE, HELDOUT_MASKS
 from spin_nerfstudio.inpainting import field_prior as fp
 from spin_nerfstudio.inpainting import visibility as vis
 from spin_nerfstudio.model.names import Stage
@@ -97,7 +98,7 @@ def resume_from(pipe: SpinPipeline, state: Optional[Dict], source_run_dir: Path,
         for name in STAGE_DIRS:
             if (pipe.resume_dir / name).is_dir():
                 copied += copy_stage_folder(pipe.resume_dir / name, pipe.run_dir / name)
-        for name in (STAGES_FILE, fp.PRIOR_FILE):
+        for name in (STAGES_FILE, fp.PRIOR_FILE, HELDOUT_BEFORE, HELDOUT_MASKS):
             if (pipe.resume_dir / name).is_file():
                 copied += copy_file(pipe.resume_dir / name, pipe.run_dir / name)
         if copied:
