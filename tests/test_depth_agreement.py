@@ -81,3 +81,26 @@ def test_mismatched_inputs_are_refused() -> None:
     views = _views()
     with pytest.raises(ValueError, match="3 views, 2 removal masks and 3 depth priors"):
         prior_agreement(views, [_mask()] * 2, [_plane_depth(v) for v in views])
+
+
+def test_the_fit_stage_marks_agreed_and_seen_pixels_and_says_how_many(monkeypatch, capsys) -> None:
+    from types import SimpleNamespace
+
+    from spin_nerfstudio.model.spin_model import SpinModelConfig
+    from spin_nerfstudio.stages import inpainted_fit
+
+    views = _views()
+    monkeypatch.setattr(inpainted_fit, "pinhole_views", lambda pipe: views)
+    pipe = SimpleNamespace(spin_model=SimpleNamespace(config=SpinModelConfig()))
+    assert pipe.spin_model.config.depth_loss_sides == "agreed"  # the default
+    masks = [_mask() for _ in views]
+    depth = [_plane_depth(v) for v in views]
+    depth[2] = depth[2] * 1.3  # view 2's fill disagrees with both others
+    seen = [np.zeros_like(m) for m in masks]
+    seen[2][12, 12] = True
+    agreed = inpainted_fit.depth_agreement(pipe, masks, depth, seen)
+    shares = prior_agreement(views, masks, depth, tolerance=0.1)
+    assert agreed[2].sum() == 1 and agreed[2][12, 12]  # only its seen pixel stays two-sided
+    assert agreed[0].sum() == np.isfinite(shares[0]).sum() > 0  # half of two views agree: enough at 50%
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"two-sided on {sum(int(a.sum()) for a in agreed)}/{3 * 256} masked pixels" in out

@@ -337,8 +337,10 @@ def _masked_depth_batch(depth: torch.Tensor, target: torch.Tensor):
 @pytest.mark.parametrize("space", ["distance", "disparity"])
 def test_depth_loss_counts_only_the_gap_beyond_the_tolerance(model, space: str) -> None:
     old = (model.config.depth_loss_tolerance, model.config.depth_loss_space, model.config.depth_loss_mult)
+    sides = model.config.depth_loss_sides
     try:
         model.config.depth_loss_space, model.config.depth_loss_mult = space, 1.0
+        model.config.depth_loss_sides = "both"  # renders behind the target count too
         target = torch.full((4, 1), 2.0)
         # rendered depths: within 10% of the target (two pixels), then 50% and 100% beyond it
         depth = torch.tensor([2.0, 2.1, 3.0, 4.0])[:, None]
@@ -354,6 +356,7 @@ def test_depth_loss_counts_only_the_gap_beyond_the_tolerance(model, space: str) 
         assert slack == pytest.approx((excess**2).mean().item(), rel=1e-5) and 0 < slack < plain
     finally:
         model.config.depth_loss_tolerance, model.config.depth_loss_space, model.config.depth_loss_mult = old
+        model.config.depth_loss_sides = sides
 
 
 @pytest.mark.parametrize("space", ["distance", "disparity"])

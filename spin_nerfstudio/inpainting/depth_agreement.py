@@ -16,7 +16,7 @@ Measured on two real captures (tolerance 10%): 92.5% of the comparisons agree on
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 from jaxtyping import Bool, Float
@@ -35,6 +35,7 @@ def prior_agreement(
     tolerance: float = 0.1,
     max_views: int = 16,
     chunk: int = 65536,
+    progress: Optional[Callable[[Iterable[int]], Iterable[int]]] = None,
 ) -> list[Float[np.ndarray, "H W"]]:
     """Per view, the share of other views whose depth prior agrees with this view's (H x W, in [0, 1]).
 
@@ -43,14 +44,15 @@ def prior_agreement(
     :func:`.witnesses.witness_order`). A view counts where the point lands in front of it, inside the image and
     inside its removal mask on a pixel with a prior; it agrees where its prior there is within ``tolerance`` (a
     share of that prior) of the point's distance from it. Pixels outside the mask, without a prior, or compared
-    with fewer than :data:`MIN_COMPARED` views are NaN.
+    with fewer than :data:`MIN_COMPARED` views are NaN. ``progress`` wraps the loop over views (a progress bar).
     """
     if len(views) != len(removal) or len(views) != len(depth):
         raise ValueError(f"{len(views)} views, {len(removal)} removal masks and {len(depth)} depth priors")
     priors = [np.where(np.asarray(m, bool), np.asarray(d, np.float64), np.nan) for m, d in zip(removal, depth)]
     priors = [np.where(np.isfinite(p) & (p > 0), p, np.nan) for p in priors]
     result = []
-    for i, view in enumerate(views):
+    for i in (progress or iter)(range(len(views))):
+        view = views[i]
         share = np.full(priors[i].shape, np.nan)
         ys, xs = np.nonzero(np.isfinite(priors[i]))
         others = witness_order(views, i, max_views)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, List, Optional
 import numpy as np
 import torch
 from nerfstudio.utils.rich_utils import CONSOLE
+from rich.progress import track
 
 from spin_nerfstudio.inpainting import depth_agreement as da
 from spin_nerfstudio.inpainting import field_prior as fp
@@ -78,7 +79,10 @@ def depth_agreement(pipe: SpinPipeline, removal, depth, seen=None) -> List[np.nd
     """Per view, the removal-mask pixels whose depth prior is trusted on both sides: seen elsewhere, or agreeing
     with the other views' priors (inpainting/depth_agreement.py); says how many in the log."""
     cfg = pipe.spin_model.config
-    shares = da.prior_agreement(pinhole_views(pipe), removal, depth, cfg.depth_agreement_tolerance)
+    shares = da.prior_agreement(
+        pinhole_views(pipe), removal, depth, cfg.depth_agreement_tolerance,
+        progress=lambda views: track(views, description="Comparing depth fills between views", transient=True),
+    )  # fmt: skip
     agreed = da.agreed_pixels(shares, cfg.depth_agreement_min, seen)
     masks = [np.asarray(m, bool) for m in removal]
     unseen = masks if seen is None else [m & ~np.asarray(v, bool) for m, v in zip(masks, seen)]
