@@ -22,7 +22,7 @@ import numpy as np
 from jaxtyping import Bool, Float
 
 from spin_nerfstudio.inpainting.witnesses import witness_order
-from spin_nerfstudio.segmentation.propagate import PinholeView
+from spin_nerfstudio.segmentation.propagate import PinholeView, pixels_in_frame
 
 MIN_COMPARED = 2
 """Other views a pixel's prior must be compared with before its agreement share is defined (NaN below)."""
@@ -77,10 +77,7 @@ def _compare(
     agree = np.zeros(len(points))
     compared = np.zeros(len(points))
     for j in others:
-        other = views[j]
-        xy, z, distance = other.project(points)
-        px, py = np.round(xy[:, 0]).astype(np.int64), np.round(xy[:, 1]).astype(np.int64)
-        inside = (z > 0) & (px >= 0) & (py >= 0) & (px < other.width) & (py < other.height)
+        px, py, distance, inside = pixels_in_frame(views[j], points)
         prior = np.full(len(points), np.nan)
         prior[inside] = priors[j][py[inside], px[inside]]
         has = np.isfinite(prior)

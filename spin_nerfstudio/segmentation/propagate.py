@@ -81,7 +81,7 @@ def lift(view: PinholeView, xy: Float[np.ndarray, "N 2"], depth: Float[np.ndarra
     return view.origin + view.rays(xy) * t[:, None], t
 
 
-def _pixels_in_frame(view: PinholeView, points: Float[np.ndarray, "N 3"]) -> tuple:
+def pixels_in_frame(view: PinholeView, points: Float[np.ndarray, "N 3"]) -> tuple:
     """Nearest integer pixel (x, y) and camera distance of every point, and the indices of the points in front of
     the camera that land inside the image."""
     xy, z, dist = view.project(points)
@@ -99,7 +99,7 @@ def visible_projection(
     A point is visible when its distance to the camera is at most the rendered depth at its pixel times
     (1 + tolerance). Returns (x, y) integer arrays and the boolean selection over ``points``.
     """
-    xi, yi, dist, idx = _pixels_in_frame(view, points)
+    xi, yi, dist, idx = pixels_in_frame(view, points)
     sel = np.zeros(len(points), dtype=bool)
     surface = depth[yi[idx], xi[idx]]
     sel[idx] = dist[idx] <= surface * (1.0 + tolerance)
@@ -188,7 +188,7 @@ def object_visible_projection(
     pixels (floaters of an imperfect reconstruction) are removed first by a grey-value dilation (local maximum) of
     the depth map. Returns (x, y) integer arrays and the boolean selection over ``points``.
     """
-    xi, yi, dist, idx = _pixels_in_frame(view, points)
+    xi, yi, dist, idx = pixels_in_frame(view, points)
     sel = np.zeros(len(points), dtype=bool)
     if len(idx) == 0:
         return xi[sel], yi[sel], sel
