@@ -111,14 +111,15 @@ def removal_figures(pipeline) -> Optional[Dict]:
         return None
     model = pipeline.model
     out = render_views(model, pipeline.datamanager.eval_dataset.cameras, indices=held, keys=("rgb", "object_mask"))
-    threshold = model.config.mask_threshold
     iters = pipeline.dilate_iterations(before[0].shape[1])
-    fit_removal = [dilate(m[..., 0] > threshold, pipeline.config.dilate_kernel, iters) for m in out["object_mask"]]
+
+    def removal_masks(probabilities: List[np.ndarray]) -> List[np.ndarray]:
+        return [dilate(p > model.config.mask_threshold, pipeline.config.dilate_kernel, iters) for p in probabilities]
+
+    fit_removal = removal_masks([m[..., 0] for m in out["object_mask"]])
     stored = _stored(pipeline, "_heldout_masks", HELDOUT_MASKS)
     segmented = stored is not None and len(stored) == len(held)
-    removal = (
-        [dilate(m > threshold, pipeline.config.dilate_kernel, iters) for m in stored] if segmented else fit_removal
-    )  # type: ignore[union-attr]
+    removal = removal_masks(stored) if stored is not None and segmented else fit_removal
     images = _eval_images(pipeline, held)
     after = [np.clip(r, 0, 1) for r in out["rgb"]]
     keep, fit_keep = geo.outside_mask(removal), geo.outside_mask(fit_removal)
