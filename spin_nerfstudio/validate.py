@@ -82,6 +82,8 @@ def check_pipeline_values(pipeline) -> None:
         _number(getattr(model, name), _flag(m, name), 0)
     _number(model.distortion_loss_mult, _flag(m, "distortion_loss_mult"), 0)
     _number(model.depth_loss_tolerance, _flag(m, "depth_loss_tolerance"), 0, 10)
+    _number(model.depth_agreement_tolerance, _flag(m, "depth_agreement_tolerance"), 0, 10)
+    _number(model.depth_agreement_min, _flag(m, "depth_agreement_min"), 0, 1)
     _number(getattr(model, "sparse_depth_loss_mult", 0.0), _flag(m, "sparse_depth_loss_mult"), 0)
     _number(getattr(model, "sparse_depth_tolerance", 0.0), _flag(m, "sparse_depth_tolerance"), 0, 10)
     _number(model.mask_threshold, _flag(m, "mask_threshold"), 1e-6, 1 - 1e-6)

@@ -368,6 +368,12 @@ def test_downscale_sizes_agree_with_nerfstudio_rounding(w: int, h: int, max_side
         ("pipeline.model.sparse_depth_loss_mult", -1, "--pipeline.model.sparse-depth-loss-mult: must be at least 0"),
         ("pipeline.model.mask_threshold", 1.0, "--pipeline.model.mask-threshold: must be at most"),
         ("pipeline.model.depth_loss_mult", float("inf"), "--pipeline.model.depth-loss-mult: expected a finite"),
+        ("pipeline.model.depth_agreement_min", 1.5, "--pipeline.model.depth-agreement-min: must be at most 1, got 1.5"),
+        (
+            "pipeline.model.depth_agreement_tolerance",
+            -0.1,
+            "--pipeline.model.depth-agreement-tolerance: must be at least",
+        ),
         ("pipeline.model.far_plane", 0.01, "--pipeline.model.far-plane: must exceed near-plane 0.05, got 0.01"),
         ("pipeline.datamanager.max_image_side", 8, "--pipeline.datamanager.max-image-side: must be at least 16"),
         ("pipeline.datamanager.min_views", 1, "--pipeline.datamanager.min-views: must be at least 2, got 1"),
