@@ -358,6 +358,7 @@ class SpinPipeline(VanillaPipeline):
             if self.given_masks is not None:
                 token = self._boundary(RECONSTRUCTED, step)
                 self._run_timed("render", lambda: self._render_reconstruction(token))
+                geometry_check.store_given_heldout_masks(self)
                 self._finish_masks([m.astype(bool) for m in self.given_masks], step, token)
             elif self.prompts is not None:
                 token = self._boundary(RECONSTRUCTED, step)

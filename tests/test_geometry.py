@@ -234,10 +234,25 @@ def test_a_refused_click_on_unreliable_depth_says_so(tmp_path) -> None:
     assert stored_depth_agreement(tmp_path) is None
 
 
+def _held_out_pipeline(held_name: str, cameras, mask_dir, run_dir: Path):
+    """A stand-in pipeline with one training view 'a.png' and one held-out view, for the held-out figures."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        datamanager=SimpleNamespace(
+            train_dataset=SimpleNamespace(image_filenames=[Path("a.png")]),
+            eval_dataset=SimpleNamespace(image_filenames=[Path("a.png"), Path(held_name)], cameras=cameras),
+        ),
+        model=SimpleNamespace(config=SimpleNamespace(mask_threshold=0.5)),
+        config=SimpleNamespace(reuse_stages=None, dilate_kernel=1, mask_dir=mask_dir),
+        dilate_iterations=lambda width: 0,
+        run_dir=run_dir,
+    )
+
+
 def test_removal_figures_use_the_held_out_mask_from_when_the_segmentation_ended(tmp_path, monkeypatch):
     """After the fit the mask head marks the background behind the object; in a held-out view that can leave the
     object outside the mask. The figure must use the mask rendered while the object still stood in the field."""
-    from types import SimpleNamespace
 
     from spin_nerfstudio.evaluation import geometry_check as gc
 
@@ -251,16 +266,7 @@ def test_removal_figures_use_the_held_out_mask_from_when_the_segmentation_ended(
 
     monkeypatch.setattr(gc, "render_views", fake_render)
     monkeypatch.setattr(gc, "_eval_images", lambda pipeline, indices: [image for _ in indices])
-    pipe = SimpleNamespace(
-        datamanager=SimpleNamespace(
-            train_dataset=SimpleNamespace(image_filenames=[Path("a.png")]),
-            eval_dataset=SimpleNamespace(image_filenames=[Path("a.png"), Path("held.png")], cameras=None),
-        ),
-        model=SimpleNamespace(config=SimpleNamespace(mask_threshold=0.5)),
-        config=SimpleNamespace(reuse_stages=None, dilate_kernel=1),
-        dilate_iterations=lambda width: 0,
-        run_dir=tmp_path,
-    )
+    pipe = _held_out_pipeline("held.png", None, None, tmp_path)
     gc.store_heldout_masks(pipe)
     stored = np.load(tmp_path / gc.HELDOUT_MASKS)
     assert stored.shape == (1, 8, 8) and stored[0, :4].min() == 1.0 and stored[0, 4:].max() == 0.0
@@ -277,5 +283,49 @@ def test_removal_figures_use_the_held_out_mask_from_when_the_segmentation_ended(
     assert written["psnr_outside_mask_after"] == pytest.approx(100.0)
     # a run without the stored masks falls back to the mask rendered after the fit, and says so
     (tmp_path / gc.HELDOUT_MASKS).unlink()
+    fallback = gc.removal_figures(pipe)
+    assert fallback["mask_source"] == "after the fit" and fallback["psnr_outside_mask_after"] == pytest.approx(0.0)
+
+
+def test_a_run_with_ready_made_masks_takes_the_held_out_masks_from_its_mask_folder(tmp_path, monkeypatch, capsys):
+    """With --pipeline.mask-dir there is no segmentation to render held-out masks from: the folder's masks of the
+    held-out views are used (resized to the view), and a folder without them falls back, saying so."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from spin_nerfstudio.evaluation import geometry_check as gc
+
+    image = np.zeros((8, 8, 3), np.float32)
+    image[:4] = 1.0  # the object fills the top half of the held-out view
+    renders = {"object_mask": np.zeros((8, 8, 1), np.float32), "rgb": np.zeros((8, 8, 3), np.float32)}
+    renders["object_mask"][4:] = 1.0  # after the fit: the mask sits on the background below the object
+    monkeypatch.setattr(
+        gc, "render_views", lambda m, c, indices, keys, **kw: {k: [renders[k]] * len(indices) for k in keys}
+    )
+    monkeypatch.setattr(gc, "_eval_images", lambda pipeline, indices: [image for _ in indices])
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    half = np.zeros((4, 4), np.uint8)
+    half[:2] = 255  # stored at half the view's size: the top half
+    Image.fromarray(half).save(masks / "held.png")
+    run = tmp_path / "run"
+    run.mkdir()
+    cameras = SimpleNamespace(width=np.array([8, 8]), height=np.array([8, 8]))
+    pipe = _held_out_pipeline("held.jpg", cameras, masks, run)
+    pipe._heldout_before = [image.copy()]
+    gc.store_given_heldout_masks(pipe)
+    stored = np.load(run / gc.HELDOUT_MASKS)
+    assert stored.shape == (1, 8, 8) and stored[0, :4].min() == 1.0 and stored[0, 4:].max() == 0.0
+    result = gc.removal_figures(pipe)
+    assert result["mask_source"] == "mask folder" and result["psnr_outside_mask_after"] == pytest.approx(100.0)
+    assert "masks from the mask folder" in capsys.readouterr().out
+    # no mask for the held-out view in the folder: nothing stored, the figure falls back and the log says why
+    (masks / "held.png").unlink()
+    (run / gc.HELDOUT_MASKS).unlink()
+    del pipe._heldout_masks
+    gc.store_given_heldout_masks(pipe)
+    assert not (run / gc.HELDOUT_MASKS).exists()
+    assert "has no mask for held-out view 'held.jpg'" in capsys.readouterr().out
     fallback = gc.removal_figures(pipe)
     assert fallback["mask_source"] == "after the fit" and fallback["psnr_outside_mask_after"] == pytest.approx(0.0)

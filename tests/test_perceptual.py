@@ -357,6 +357,10 @@ def test_baselines_turn_off_both_perceptual_weights() -> None:
     cfg = config()
     _refit_change("ours", 0)(cfg)
     assert cfg.pipeline.st_lpips_loss_mult == 0.001
+    assert cfg.pipeline.model.depth_loss_sides == "agreed"  # the default
+    cfg = config()
+    _refit_change("depth_both", 1)(cfg)  # dev figures --refits depth_both: the old two-sided depth loss
+    assert cfg.pipeline.model.depth_loss_sides == "both" and cfg.machine.seed == 43
 
 
 def test_report_names_the_weight_used() -> None:

@@ -33,9 +33,10 @@ def add_command(sub) -> None:
     f.add_argument("--texture", default="smooth", choices=["smooth", "tiles", "stripes", "checker"],
                    help="background texture of the generated scenes (default smooth)")  # fmt: skip
     f.add_argument("--refits", nargs="+", default=["ours", "plain_targets", "masked_nerf"],
-                   choices=["ours", "plain_targets", "masked_nerf", "no_perceptual", "st_lpips"],
+                   choices=["ours", "plain_targets", "masked_nerf", "no_perceptual", "st_lpips", "depth_both"],
                    help="methods fitted from each run's stage outputs (ours is always fitted; no_perceptual = ours "
-                   "without the perceptual loss (both weights 0), st_lpips = ours with --pipeline.perceptual-network st-lpips)")  # fmt: skip
+                   "without the perceptual loss (both weights 0), st_lpips = ours with --pipeline.perceptual-network st-lpips, depth_both = ours with "
+                   "--pipeline.model.depth-loss-sides both)")  # fmt: skip
     f.add_argument("--st-lpips-mult", type=float, default=None, metavar="WEIGHT",
                    help="ST-LPIPS loss weight of ours and the refits that keep the perceptual loss (default: the "
                    "pipeline's --pipeline.st-lpips-loss-mult; refits already in OUTPUT are reused, so give a new --output)")  # fmt: skip

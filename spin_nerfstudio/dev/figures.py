@@ -40,6 +40,7 @@ ROWS = (
     ("plain_targets", "ours without seen-elsewhere targets (ablation)"),
     ("no_perceptual", "ours without the perceptual loss (ablation)"),
     ("st_lpips", "ours with the ST-LPIPS perceptual loss"),
+    ("depth_both", "ours with the two-sided depth loss everywhere (old default)"),
     ("no_prior", "ours without the field prior (ablation)"),
     ("field_prior", "ours with the field prior (0.67, object-colour gate)"),
     ("inpainted_2d", "each view inpainted in 2D on its own"),
@@ -135,7 +136,8 @@ def depth_prior_errors(run_dir: Path, scene: Path, gt: Optional[Dict] = None) ->
 REFITS = ("ours", "plain_targets", "masked_nerf")
 """Methods fitted from the run's stage outputs by default, ``repeats`` times each with different random seeds
 (``--refits`` may add ``no_perceptual``: ours with ``--pipeline.lpips-loss-mult 0 --pipeline.st-lpips-loss-mult 0``,
-and ``st_lpips``: ours with ``--pipeline.perceptual-network st-lpips``). (Older figures
+``st_lpips``: ours with ``--pipeline.perceptual-network st-lpips``, and ``depth_both``: ours with
+``--pipeline.model.depth-loss-sides both``, SPIn-NeRF's two-sided depth loss and the default before 2026-12-07). (Older figures
 have a ``field_prior`` row, ours with ``--pipeline.field-prior-fraction 0.67``, or, written while that prior was on
 by default, a ``no_prior`` row; the table shows them when every seed has them.)"""
 RUN_DONE = "_figures_run_complete.json"
@@ -160,6 +162,8 @@ def _refit_change(method: str, repeat: int, st_lpips_mult: Optional[float] = Non
             cfg.pipeline.st_lpips_loss_mult = 0.0
         elif method == "st_lpips":
             cfg.pipeline.perceptual_network = "st-lpips"
+        elif method == "depth_both":
+            cfg.pipeline.model.depth_loss_sides = "both"
 
     return change
 
@@ -305,6 +309,7 @@ def figures_table(figures: Dict[str, object]) -> str:
         ("plain_targets", "ablation without seen-elsewhere targets"),
         ("no_perceptual", "ablation without the perceptual loss"),
         ("st_lpips", "ours with the ST-LPIPS perceptual loss"),
+        ("depth_both", "ours with the two-sided depth loss everywhere"),
         ("no_prior", "ablation without the field prior"),
         ("field_prior", "ours with the field prior"),
     ):

@@ -86,6 +86,38 @@ def store_heldout_masks(pipeline) -> None:
         np.save(Path(pipeline.run_dir) / HELDOUT_MASKS, np.stack(pipeline._heldout_masks).astype(np.float16))
 
 
+def store_given_heldout_masks(pipeline) -> None:
+    """For a run with ready-made masks (``--pipeline.mask-dir``), which has no segmentation to render the held-out
+    masks from: the held-out views' masks from the same folder, kept as :func:`store_heldout_masks` keeps them,
+    when it has one for every held-out view (else the figure after removal uses the mask rendered after the fit)."""
+    from PIL import Image
+
+    from spin_nerfstudio.data.masks import find_mask_file
+    from spin_nerfstudio.prompts import SpinInputError
+
+    held = heldout_indices(pipeline)
+    mask_dir = pipeline.config.mask_dir
+    if not held or mask_dir is None:
+        return
+    ds = pipeline.datamanager.eval_dataset
+    masks = []
+    for k in held:
+        name = Path(ds.image_filenames[k]).name
+        try:
+            path = find_mask_file(Path(mask_dir), name)
+        except SpinInputError:
+            CONSOLE.print(f"spin-nerfstudio: {mask_dir} has no mask for held-out view '{name}'; the held-out figure "
+                          "after removal will use the object mask rendered after the fit", soft_wrap=True)  # fmt: skip
+            return
+        size = (int(ds.cameras.width[k]), int(ds.cameras.height[k]))
+        with Image.open(path) as img:
+            gray = img.convert("L").resize(size, resample=Image.Resampling.NEAREST)
+        masks.append((np.asarray(gray) > 127).astype(np.float32))
+    pipeline._heldout_masks = masks
+    if pipeline.run_dir is not None:
+        np.save(Path(pipeline.run_dir) / HELDOUT_MASKS, np.stack(masks).astype(np.float16))
+
+
 def _stored(pipeline, attribute: str, file: str) -> Optional[List[np.ndarray]]:
     """Held-out renders kept on the pipeline, else read from the run folder or the run whose stages it reuses."""
     kept = getattr(pipeline, attribute, None)
@@ -103,7 +135,8 @@ def removal_figures(pipeline) -> Optional[Dict]:
     where the object still stands in the field. Rendered after the fit instead, the mask head has been trained on
     the object-free scene: it marks the background behind the object as the training views saw it, which in a
     held-out view can leave part of the object outside the mask (fox: the snout and ear tips), so that the
-    object's own pixels count against the removal. That mask is still used for runs that kept no
+    object's own pixels count against the removal. Runs with ready-made masks take the held-out masks from the same
+    folder (:func:`store_given_heldout_masks`). The after-fit mask is still used for runs that kept no
     ``heldout_masks.npy``, and its figure is written beside the other (``*_fit_mask``)."""
     held = heldout_indices(pipeline)
     before = _stored(pipeline, "_heldout_before", HELDOUT_BEFORE)
@@ -120,12 +153,13 @@ def removal_figures(pipeline) -> Optional[Dict]:
     stored = _stored(pipeline, "_heldout_masks", HELDOUT_MASKS)
     segmented = stored is not None and len(stored) == len(held)
     removal = removal_masks(stored) if stored is not None and segmented else fit_removal
+    given = pipeline.config.mask_dir is not None
     images = _eval_images(pipeline, held)
     after = [np.clip(r, 0, 1) for r in out["rgb"]]
     keep, fit_keep = geo.outside_mask(removal), geo.outside_mask(fit_removal)
     result = {
         "views": len(held),
-        "mask_source": "segmentation" if segmented else "after the fit",
+        "mask_source": ("mask folder" if given else "segmentation") if segmented else "after the fit",
         "psnr_outside_mask_before": geo.mean_psnr(before, images, keep),
         "psnr_outside_mask_after": geo.mean_psnr(after, images, keep),
         "psnr_before": geo.mean_psnr(before, images),
@@ -134,7 +168,8 @@ def removal_figures(pipeline) -> Optional[Dict]:
         "psnr_outside_fit_mask_after": geo.mean_psnr(after, images, fit_keep),
     }
     line = geo.describe_removal(result["psnr_outside_mask_before"], result["psnr_outside_mask_after"], len(held))
-    source = "rendered when the segmentation ended" if segmented else "rendered after the fit (no heldout_masks.npy)"
+    source = "from the mask folder" if given else "rendered when the segmentation ended"
+    source = source if segmented else "rendered after the fit (no heldout_masks.npy)"
     CONSOLE.print(f"spin-nerfstudio: {line}; masks {source}", soft_wrap=True)
     if segmented:
         fit_line = (
