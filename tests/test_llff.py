@@ -120,6 +120,25 @@ def test_intrinsics_scaled_by_image_size_on_disk(tmp_path: Path) -> None:
     torch.testing.assert_close(cams.cy.squeeze(-1), torch.full((3,), 10.0))
 
 
+def test_a_portrait_capture_gives_the_rays_of_the_same_capture_in_landscape(tmp_path: Path) -> None:
+    """A phone held upright: the images turned a quarter clockwise and each camera rolled with them (new right = old
+    up, new up = old left, ``hwf`` height and width swapped) must see along the same rays, pixel for pixel."""
+    c2w = simple_c2w(2, seed=3)
+    write_llff_scene(tmp_path / "landscape", c2w, full_hw=(40, 60), image_wh=(30, 20))
+    right, up, back, centre = (c2w[:, :, i] for i in range(4))
+    portrait_c2w = np.stack([up, -right, back, centre], axis=-1)
+    write_llff_scene(tmp_path / "portrait", portrait_c2w, full_hw=(60, 40), image_wh=(20, 30))
+    land = parse(tmp_path / "landscape", downscale_factor=2, **RAW).cameras
+    port = parse(tmp_path / "portrait", downscale_factor=2, **RAW).cameras
+    assert int(port.width[0]) == 20 and int(port.height[0]) == 30
+    for k in range(2):
+        a = land.generate_rays(camera_indices=k)
+        b = port.generate_rays(camera_indices=k)
+        for row, col in ((0, 0), (5, 22), (19, 29)):  # landscape pixel -> portrait pixel (col, 19 - row)
+            torch.testing.assert_close(b.directions[col, 19 - row], a.directions[row, col], atol=1e-5, rtol=0)
+            torch.testing.assert_close(b.origins[col, 19 - row], a.origins[row, col], atol=1e-5, rtol=0)
+
+
 def test_rows_follow_string_sorted_file_names(tmp_path: Path) -> None:
     names = [f"img_{i}" for i in range(12)]
     sorted_names = sorted(names)  # img_0, img_1, img_10, img_11, img_2, ...
