@@ -320,10 +320,13 @@ def test_a_run_with_ready_made_masks_takes_the_held_out_masks_from_its_mask_fold
     result = gc.removal_figures(pipe)
     assert result["mask_source"] == "mask folder" and result["psnr_outside_mask_after"] == pytest.approx(100.0)
     assert "masks from the mask folder" in capsys.readouterr().out
-    # no mask for the held-out view in the folder: nothing stored, the figure falls back and the log says why
-    (masks / "held.png").unlink()
+    # an unreadable mask, then no mask for the held-out view: nothing stored, the figure falls back and says why
+    (masks / "held.png").write_text("not a png")
     (run / gc.HELDOUT_MASKS).unlink()
     del pipe._heldout_masks
+    gc.store_given_heldout_masks(pipe)
+    assert not (run / gc.HELDOUT_MASKS).exists() and "cannot read" in capsys.readouterr().out
+    (masks / "held.png").unlink()
     gc.store_given_heldout_masks(pipe)
     assert not (run / gc.HELDOUT_MASKS).exists()
     assert "has no mask for held-out view 'held.jpg'" in capsys.readouterr().out

@@ -103,15 +103,18 @@ def store_given_heldout_masks(pipeline) -> None:
     masks = []
     for k in held:
         name = Path(ds.image_filenames[k]).name
+        size = (int(ds.cameras.width[k]), int(ds.cameras.height[k]))
         try:
             path = find_mask_file(Path(mask_dir), name)
-        except SpinInputError:
-            CONSOLE.print(f"spin-nerfstudio: {mask_dir} has no mask for held-out view '{name}'; the held-out figure "
-                          "after removal will use the object mask rendered after the fit", soft_wrap=True)  # fmt: skip
+            with Image.open(path) as img:
+                gray = img.convert("L").resize(size, resample=Image.Resampling.NEAREST)
+        except (SpinInputError, OSError) as err:
+            why = (
+                f"cannot read {path} ({err})" if isinstance(err, OSError) else f"has no mask for held-out view '{name}'"
+            )
+            CONSOLE.print(f"spin-nerfstudio: {mask_dir} {why}; the held-out figure after removal will use the object "
+                          "mask rendered after the fit", soft_wrap=True)  # fmt: skip
             return
-        size = (int(ds.cameras.width[k]), int(ds.cameras.height[k]))
-        with Image.open(path) as img:
-            gray = img.convert("L").resize(size, resample=Image.Resampling.NEAREST)
         masks.append((np.asarray(gray) > 127).astype(np.float32))
     pipeline._heldout_masks = masks
     if pipeline.run_dir is not None:
