@@ -42,15 +42,28 @@ def load_mask_dir(mask_dir: Path, image_names: Sequence[str], sizes: Sequence[Tu
     masks = []
     for name, (w, h) in zip(image_names, sizes):
         path = find_mask_file(mask_dir, name)
-        try:
-            img = np.array(Image.open(path))
-        except OSError as err:
-            raise SpinInputError(f"{path}: cannot read mask ({err})") from None
-        if img.ndim == 3:
-            img = img[..., :3].max(axis=-1)
-        if img.shape != (h, w):
-            raise SpinInputError(f"{path}: mask is {img.shape[1]}x{img.shape[0]} but image '{name}' is {w}x{h}")
-        mask = img > 127
+        mask = read_mask(path)
+        if mask.shape != (h, w):
+            raise SpinInputError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but image '{name}' is {w}x{h}")
         check_mask(mask, path)
         masks.append(mask)
     return masks
+
+
+def read_mask(path: Path, threshold: int = 127) -> np.ndarray:
+    """A mask file as a boolean array: any channel above ``threshold`` = object; SpinInputError when unreadable."""
+    try:
+        img = np.array(Image.open(path))
+    except OSError as err:
+        raise SpinInputError(f"{path}: cannot read mask ({err})") from None
+    if img.ndim == 3:
+        img = img[..., :3].max(axis=-1)
+    return img > threshold
+
+
+def resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """A boolean mask at ``size`` (width, height), nearest neighbour."""
+    if (mask.shape[1], mask.shape[0]) == tuple(size):
+        return mask
+    img = Image.fromarray(mask.astype(np.uint8) * 255).resize(tuple(size), resample=Image.Resampling.NEAREST)
+    return np.asarray(img) > 127

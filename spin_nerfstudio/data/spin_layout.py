@@ -28,7 +28,7 @@ import numpy as np
 from jaxtyping import Bool
 from PIL import Image
 
-from spin_nerfstudio.data.masks import check_mask, find_mask_file
+from spin_nerfstudio.data.masks import check_mask, find_mask_file, read_mask
 from spin_nerfstudio.prompts import SpinInputError
 
 LABEL_DIR = "label"
@@ -91,15 +91,10 @@ def label_files(label_dir: Path, image_files: Sequence[Path]) -> List[Path]:
 
 def read_label(path: Path, size: Optional[Tuple[int, int]] = None) -> Bool[np.ndarray, "H W"]:
     """A SPIn-NeRF mask: any non-zero value (in any channel) is object. ``size`` = expected (width, height)."""
-    try:
-        arr = np.array(Image.open(path))
-    except OSError as err:
-        raise SpinInputError(f"{path}: cannot read mask ({err})") from None
-    if arr.ndim == 3:
-        arr = arr[..., :3].max(axis=-1)
-    if size is not None and arr.shape != (size[1], size[0]):
-        raise SpinInputError(f"{path}: mask is {arr.shape[1]}x{arr.shape[0]} but its image is {size[0]}x{size[1]}")
-    return arr > 0
+    mask = read_mask(path, threshold=0)
+    if size is not None and mask.shape != (size[1], size[0]):
+        raise SpinInputError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {size[0]}x{size[1]}")
+    return mask
 
 
 def dataset_label_masks(

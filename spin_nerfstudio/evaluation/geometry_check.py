@@ -90,9 +90,7 @@ def store_given_heldout_masks(pipeline) -> None:
     """For a run with ready-made masks (``--pipeline.mask-dir``), which has no segmentation to render the held-out
     masks from: the held-out views' masks from the same folder, kept as :func:`store_heldout_masks` keeps them,
     when it has one for every held-out view (else the figure after removal uses the mask rendered after the fit)."""
-    from PIL import Image
-
-    from spin_nerfstudio.data.masks import find_mask_file
+    from spin_nerfstudio.data.masks import find_mask_file, read_mask, resize_mask
     from spin_nerfstudio.prompts import SpinInputError
 
     held = heldout_indices(pipeline)
@@ -103,22 +101,26 @@ def store_given_heldout_masks(pipeline) -> None:
     masks = []
     for k in held:
         name = Path(ds.image_filenames[k]).name
-        size = (int(ds.cameras.width[k]), int(ds.cameras.height[k]))
         try:
             path = find_mask_file(Path(mask_dir), name)
-            with Image.open(path) as img:
-                gray = img.convert("L").resize(size, resample=Image.Resampling.NEAREST)
-        except (SpinInputError, OSError) as err:
-            why = (
-                f"cannot read {path} ({err})" if isinstance(err, OSError) else f"has no mask for held-out view '{name}'"
-            )
-            CONSOLE.print(f"spin-nerfstudio: {mask_dir} {why}; the held-out figure after removal will use the object "
-                          "mask rendered after the fit", soft_wrap=True)  # fmt: skip
+        except SpinInputError:
+            _say_fallback(f"{mask_dir} has no mask for held-out view '{name}'")
             return
-        masks.append((np.asarray(gray) > 127).astype(np.float32))
+        try:
+            mask = read_mask(path)
+        except SpinInputError as err:
+            _say_fallback(str(err))
+            return
+        size = (int(ds.cameras.width[k]), int(ds.cameras.height[k]))
+        masks.append(resize_mask(mask, size).astype(np.float32))
     pipeline._heldout_masks = masks
     if pipeline.run_dir is not None:
         np.save(Path(pipeline.run_dir) / HELDOUT_MASKS, np.stack(masks).astype(np.float16))
+
+
+def _say_fallback(why: str) -> None:
+    CONSOLE.print(f"spin-nerfstudio: {why}; the held-out figure after removal will use the object mask rendered "
+                  "after the fit", soft_wrap=True)  # fmt: skip
 
 
 def _stored(pipeline, attribute: str, file: str) -> Optional[List[np.ndarray]]:

@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Optional, Tuple
 
 import numpy as np
 from nerfstudio.utils.rich_utils import CONSOLE
-from PIL import Image
 
-from spin_nerfstudio.data.masks import load_mask_dir
+from spin_nerfstudio.data.masks import load_mask_dir, resize_mask
 from spin_nerfstudio.data.pose_check import PoseAgreement, pose_agreement
 from spin_nerfstudio.data.sparse_depth import SparseDepth, sparse_depth
 from spin_nerfstudio.data.spin_layout import dataset_label_masks
@@ -123,11 +122,3 @@ def write_pose_figures(pipe: SpinPipeline) -> None:
     sparse: Optional[SparseDepth] = getattr(pipe, "sparse_depth", None)
     if sparse is not None and pipe.run_dir is not None:
         write_figures(pipe.run_dir, "sparse_depth", sparse.as_dict())
-
-
-def resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
-    """A boolean mask at ``size`` (width, height), nearest neighbour."""
-    if (mask.shape[1], mask.shape[0]) == tuple(size):
-        return mask
-    img = Image.fromarray(mask.astype(np.uint8) * 255).resize(tuple(size), resample=Image.Resampling.NEAREST)
-    return np.asarray(img) > 127
